@@ -1,0 +1,25 @@
+"""Root conftest: loads the project's pytest plugins and registers the Hypothesis profiles."""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+# The evidence plugin is registered by the `pytest11` entry point when the project is installed;
+# naming it here too is harmless (pytest skips a plugin already registered under this name) and
+# makes a plain checkout work. The model options (--seeds, --model-preset, --model-set) and their
+# fixtures live in `fixtures`.
+pytest_plugins = ["evidence.plugin", "fixtures.plugin"]
+
+settings.register_profile("dev", max_examples=25, deadline=None)
+settings.register_profile(
+    "ci",
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough", max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))

@@ -1,0 +1,1 @@
+"""The evidence pytest plugin (placeholder until built)."""

@@ -1,0 +1,183 @@
+"""TransformerConfig: every architectural choice of the model, validated, plus named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+ATTENTIONS = ("standard", "parameter-free")
+NORMS = ("pre", "post")
+ACT_FNS = ("relu", "gelu")
+POS_EMBEDS = ("learned", "sinusoidal")
+# How initial weights are drawn (before `init_scale` multiplies them all):
+#   gpt2:    every weight N(0, 0.02²), biases 0, LayerNorm gain 1 and bias 0;
+#   pytorch: PyTorch's defaults: embeddings N(0, 1), each linear weight and bias
+#            U(-1/sqrt(fan_in), 1/sqrt(fan_in)), LayerNorm gain 1 and bias 0;
+#   seed:    the seed's MiniGPT: embeddings, positions and unembed N(0, 0.1²),
+#            MLP weights He-normal N(0, 2/fan_in), biases 0.
+INITS = ("gpt2", "pytorch", "seed")
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    vocab_size: int
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_mlp: int
+    n_ctx: int
+    attention: str = "standard"
+    norm: str = "pre"
+    ln_affine: bool = True
+    final_ln: bool = True
+    act_fn: str = "gelu"
+    pos_embed: str = "learned"
+    unembed_bias: bool = True
+    causal: bool = True
+    init: str = "gpt2"
+    init_scale: float = 1.0
+    dtype: str = "float64"
+    ln_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_mlp", "n_ctx"):
+            _check_positive_int(name, getattr(self, name))
+        for name, allowed in (
+            ("attention", ATTENTIONS),
+            ("norm", NORMS),
+            ("act_fn", ACT_FNS),
+            ("pos_embed", POS_EMBEDS),
+            ("init", INITS),
+            ("dtype", DTYPES),
+        ):
+            _check_choice(name, getattr(self, name), allowed)
+        for name in ("ln_affine", "final_ln", "unembed_bias", "causal"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        _check_number("init_scale", self.init_scale, minimum=0.0, strictly=False)
+        _check_number("ln_eps", self.ln_eps, minimum=0.0, strictly=True)
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"n_heads={self.n_heads} must divide d_model={self.d_model} "
+                f"(allowed: {_divisors(self.d_model)})"
+            )
+        if self.attention == "parameter-free" and self.n_heads != 1:
+            raise ValueError(
+                f"n_heads must be 1 for attention='parameter-free', got {self.n_heads}"
+            )
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @classmethod
+    def preset(cls, name: str) -> TransformerConfig:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
+        return PRESETS[name]
+
+    def replace(self, **changes: Any) -> TransformerConfig:
+        unknown = [key for key in changes if key not in _field_names()]
+        if unknown:
+            raise ValueError(_unknown_field_message(unknown[0]))
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_overrides(assignments: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Turn `KEY=VALUE` strings into typed config changes, e.g. `init_scale=0` -> {"init_scale": 0.0}."""
+    changes: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        key, text = key.strip(), text.strip()
+        if not sep or not key:
+            raise ValueError(f"expected KEY=VALUE, got {assignment!r}")
+        if key not in _field_names():
+            raise ValueError(_unknown_field_message(key))
+        changes[key] = _parse_value(key, text)
+    return changes
+
+
+def _parse_value(key: str, text: str) -> Any:
+    kind = _FIELD_TYPES[key]
+    if kind == "bool":
+        lowered = text.lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"{key} must be true or false, got {text!r}")
+        return lowered in ("true", "1", "yes")
+    if kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"{key} must be an integer, got {text!r}") from None
+    if kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{key} must be a number, got {text!r}") from None
+    return text
+
+
+def _field_names() -> tuple[str, ...]:
+    return tuple(field.name for field in dataclasses.fields(TransformerConfig))
+
+
+_FIELD_TYPES = {field.name: str(field.type) for field in dataclasses.fields(TransformerConfig)}
+
+
+def _unknown_field_message(key: str) -> str:
+    near = difflib.get_close_matches(key, _field_names(), n=3)
+    hint = f"; did you mean {' or '.join(near)}?" if near else ""
+    return f"unknown config field {key!r}{hint} (fields: {', '.join(_field_names())})"
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
+def _check_number(name: str, value: Any, minimum: float, strictly: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    too_small = value <= minimum if strictly else value < minimum
+    if not math.isfinite(value) or too_small:
+        bound = f"> {minimum}" if strictly else f">= {minimum}"
+        raise ValueError(f"{name} must be finite and {bound}, got {value}")
+
+
+def _divisors(n: int) -> list[int]:
+    return [k for k in range(1, n + 1) if n % k == 0]
+
+
+PRESETS: dict[str, TransformerConfig] = {
+    # The seed project's MiniGPT (mechinterp.py): attention is softmax(x xᵀ) x, no weights.
+    "seed-minigpt": TransformerConfig(
+        vocab_size=10, d_model=32, n_layers=2, n_heads=1, d_mlp=128, n_ctx=512,
+        attention="parameter-free", norm="post", ln_affine=False, final_ln=False,
+        act_fn="relu", pos_embed="learned", unembed_bias=False, init="seed",
+    ),
+    # The seed notebook's PyTorch TinyTransformer; the notebook had no mask (causal=False).
+    "tiny-mha": TransformerConfig(
+        vocab_size=10, d_model=16, n_layers=2, n_heads=2, d_mlp=64, n_ctx=8,
+        attention="standard", norm="post", ln_affine=True, final_ln=False,
+        act_fn="relu", pos_embed="learned", unembed_bias=True, init="pytorch",
+    ),
+    "gpt2-style": TransformerConfig(
+        vocab_size=10, d_model=64, n_layers=2, n_heads=4, d_mlp=256, n_ctx=16,
+        attention="standard", norm="pre", ln_affine=True, final_ln=True,
+        act_fn="gelu", pos_embed="learned", unembed_bias=True, init="gpt2",
+    ),
+}  # fmt: skip
