@@ -1,0 +1,117 @@
+"""Hook names (TransformerLens's) and the dispatcher that records or replaces activations.
+
+A forward pass calls `dispatch(name, value)` at every hook point; the dispatcher runs the hooks
+registered for that name (each `fn(activation, hook_name)` may return a replacement or None),
+then keeps the value in the cache if the names filter asks for it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+from model.config import TransformerConfig
+
+HookFn = Callable[[np.ndarray, str], "np.ndarray | None"]
+
+ATTENTION_HOOKS = ("hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern", "hook_z")
+
+
+def hook_names(cfg: TransformerConfig) -> list[str]:
+    """Every hook point of a model with this config, in the order the forward pass reaches them."""
+    names = ["hook_embed", "hook_pos_embed"]
+    for layer in range(cfg.n_layers):
+        block = f"blocks.{layer}"
+        names += [f"{block}.hook_resid_pre"]
+        names += [f"{block}.attn.{name}" for name in ATTENTION_HOOKS]
+        names += [f"{block}.hook_attn_out"]
+        names += _norm_then_resid(block, "ln1", "hook_resid_mid", cfg.norm)
+        names += [f"{block}.mlp.hook_pre", f"{block}.mlp.hook_post", f"{block}.hook_mlp_out"]
+        names += _norm_then_resid(block, "ln2", "hook_resid_post", cfg.norm)
+    if cfg.final_ln:
+        names.append("ln_final.hook_normalized")
+    return names
+
+
+def _norm_then_resid(block: str, norm: str, resid: str, placement: str) -> list[str]:
+    """Post-LN normalizes the residual sum (LN output is the stream); pre-LN normalizes after."""
+    pair = [f"{block}.{resid}", f"{block}.{norm}.hook_normalized"]
+    return pair[::-1] if placement == "post" else pair
+
+
+def check_names(names: Iterable[str], cfg: TransformerConfig) -> None:
+    """Raise ValueError for any name that is not a hook point, listing the nearest real ones."""
+    known = hook_names(cfg)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"hook names must be strings, got {name!r}")
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=4, cutoff=0.5)
+            hint = f"; near matches: {', '.join(near)}" if near else ""
+            raise ValueError(f"unknown hook name {name!r}{hint}")
+
+
+def names_predicate(names_filter, cfg: TransformerConfig) -> Callable[[str], bool]:
+    """A names filter (None, a name, a list of names or a predicate) as a predicate."""
+    if names_filter is None:
+        return lambda name: True
+    if callable(names_filter):
+        return names_filter
+    wanted = {names_filter} if isinstance(names_filter, str) else set(names_filter)
+    check_names(wanted, cfg)
+    return wanted.__contains__
+
+
+class HookDispatcher:
+    """Runs registered hooks at each hook point and caches what the predicate selects."""
+
+    def __init__(self, hooks: dict[str, list[HookFn]], keep: Callable[[str], bool] | None):
+        self.hooks = hooks
+        self.keep = keep
+        self.cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, name: str, value: np.ndarray) -> np.ndarray:
+        for fn in self.hooks.get(name, ()):
+            replaced = fn(value, name)
+            if replaced is not None:
+                value = _checked_replacement(name, value, replaced)
+        if self.keep is not None and self.keep(name):
+            self.cache[name] = value
+        return value
+
+
+def _checked_replacement(name: str, value: np.ndarray, replaced) -> np.ndarray:
+    replaced = np.asarray(replaced)
+    if replaced.shape != value.shape:
+        raise ValueError(
+            f"hook on {name!r} returned shape {replaced.shape}, expected {value.shape}"
+        )
+    if not np.issubdtype(replaced.dtype, np.floating):
+        raise TypeError(f"hook on {name!r} returned dtype {replaced.dtype}, expected floats")
+    return replaced.astype(value.dtype, copy=False)
+
+
+@contextmanager
+def registered(
+    registry: dict[str, list[HookFn]], fwd_hooks: Iterable[tuple[str, HookFn]], cfg
+) -> Iterator[None]:
+    """Add hooks to `registry` for the duration of the block; removed even when the block raises."""
+    fwd_hooks = list(fwd_hooks)
+    check_names([name for name, _ in fwd_hooks], cfg)
+    for name, fn in fwd_hooks:
+        if not callable(fn):
+            raise TypeError(f"hook for {name!r} must be callable, got {fn!r}")
+    added = []
+    try:
+        for name, fn in fwd_hooks:
+            registry.setdefault(name, []).append(fn)
+            added.append((name, fn))
+        yield
+    finally:
+        for name, fn in reversed(added):
+            registry[name].remove(fn)
+            if not registry[name]:
+                del registry[name]

@@ -1,0 +1,300 @@
+"""Pure forward/backward pairs for every layer of the transformer (llm.c style).
+
+Each `*_forward` returns `(out, cache)`; the matching `*_backward(dout, cache)` returns
+`(dx, dparams)`, where `dparams` maps the layer's short parameter names (`W_in`, `b_in`, ...)
+to gradients of the same shape. Layers with hook points take `hook(name, value) -> value`,
+which may record or replace an activation; the backward pass uses whatever the hook returned.
+
+Shapes: B batch, T positions, d d_model, H heads, dh d_head, M d_mlp, V vocab.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+Hook = Callable[[str, np.ndarray], np.ndarray]
+GELU_C = np.sqrt(2.0 / np.pi)
+GELU_CUBIC = 0.044715
+
+
+def no_hook(name: str, value: np.ndarray) -> np.ndarray:
+    return value
+
+
+# ---------------------------------------------------------------- embeddings
+
+
+def embed_forward(tokens: np.ndarray, W_E: np.ndarray):
+    out = W_E[tokens]  # [B,T] -> [B,T,d]
+    return out, (tokens, W_E.shape)
+
+
+def embed_backward(dout: np.ndarray, cache):
+    tokens, shape = cache
+    dW_E = np.zeros(shape, dtype=dout.dtype)
+    np.add.at(dW_E, tokens.ravel(), dout.reshape(-1, shape[1]))  # [B*T,d] scattered into [V,d]
+    return None, {"W_E": dW_E}
+
+
+def pos_embed_forward(W_pos: np.ndarray, batch: int, n_pos: int):
+    out = np.broadcast_to(W_pos[:n_pos], (batch, n_pos, W_pos.shape[1]))  # [B,T,d], read-only view
+    return out, (W_pos.shape, n_pos)
+
+
+def pos_embed_backward(dout: np.ndarray, cache):
+    shape, n_pos = cache
+    dW_pos = np.zeros(shape, dtype=dout.dtype)
+    dW_pos[:n_pos] = dout.sum(axis=0)  # [B,T,d] -> [T,d]; rows >= T get no gradient
+    return None, {"W_pos": dW_pos}
+
+
+def sinusoidal_table(n_ctx: int, d_model: int, dtype=np.float64) -> np.ndarray:
+    """Vaswani et al.'s fixed positions: sin on even dims, cos on odd dims, [n_ctx, d_model]."""
+    positions = np.arange(n_ctx)[:, None]  # [n_ctx,1]
+    rates = 10000.0 ** (-np.arange(0, d_model, 2) / d_model)  # [ceil(d/2)]
+    angles = positions * rates  # [n_ctx,ceil(d/2)]
+    table = np.empty((n_ctx, d_model))
+    table[:, 0::2] = np.sin(angles)
+    table[:, 1::2] = np.cos(angles[:, : d_model // 2])
+    return table.astype(dtype)
+
+
+# ---------------------------------------------------------------- LayerNorm
+
+
+def layer_norm_forward(x: np.ndarray, w: np.ndarray | None, b: np.ndarray | None, eps: float):
+    """LayerNorm over the last axis with population variance; `w`, `b` None means no affine."""
+    centered = x - x.mean(axis=-1, keepdims=True)
+    rstd = 1.0 / np.sqrt((centered * centered).mean(axis=-1, keepdims=True) + eps)  # [...,1]
+    xhat = centered * rstd
+    out = xhat if w is None else xhat * w + b
+    return out, (xhat, rstd, w)
+
+
+def layer_norm_backward(dout: np.ndarray, cache):
+    xhat, rstd, w = cache
+    dxhat = dout if w is None else dout * w
+    mean_dxhat = dxhat.mean(axis=-1, keepdims=True)
+    mean_dxhat_xhat = (dxhat * xhat).mean(axis=-1, keepdims=True)
+    dx = rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)
+    if w is None:
+        return dx, {}
+    d = dout.shape[-1]
+    dw = (dout * xhat).reshape(-1, d).sum(axis=0)
+    db = dout.reshape(-1, d).sum(axis=0)
+    return dx, {"w": dw, "b": db}
+
+
+# ---------------------------------------------------------------- softmax
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis; masked entries may be -inf (each row needs one finite entry)."""
+    out = scores - scores.max(axis=-1, keepdims=True)
+    np.exp(out, out=out)
+    out /= out.sum(axis=-1, keepdims=True)
+    return out
+
+
+def softmax_backward(dout: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    inner = (dout * probs).sum(axis=-1, keepdims=True)
+    return probs * (dout - inner)
+
+
+# ---------------------------------------------------------------- attention
+
+
+def causal_mask(n_pos: int, dtype) -> np.ndarray:
+    """0 on and below the diagonal, -inf above: added to scores so a query sees no later key."""
+    return np.triu(np.full((n_pos, n_pos), -np.inf, dtype=dtype), k=1)  # [T,T]
+
+
+def attend_forward(q, k, v, scale: float, causal: bool, hook: Hook):
+    """Scaled dot-product attention on [B,T,H,dh] queries, keys, values; returns z [B,T,H,dh]."""
+    q_t = q.transpose(0, 2, 1, 3)  # [B,H,T,dh]
+    k_t = k.transpose(0, 2, 3, 1)  # [B,H,dh,T]
+    v_t = v.transpose(0, 2, 1, 3)  # [B,H,T,dh]
+    scores = q_t @ k_t  # [B,H,T,T]
+    if scale != 1.0:
+        scores *= scale
+    if causal:
+        scores += causal_mask(q.shape[1], scores.dtype)
+    scores = hook("hook_attn_scores", scores)
+    pattern = hook("hook_pattern", softmax(scores))  # [B,H,Tq,Tk]
+    z = hook("hook_z", (pattern @ v_t).transpose(0, 2, 1, 3))  # [B,H,T,dh] -> [B,T,H,dh]
+    return z, (q_t, k_t, v_t, pattern, scale)
+
+
+def attend_backward(dz: np.ndarray, cache):
+    """Gradients of z with respect to q, k, v, each [B,T,H,dh]."""
+    q_t, k_t, v_t, pattern, scale = cache
+    dz_t = dz.transpose(0, 2, 1, 3)  # [B,H,T,dh]
+    dv_t = pattern.transpose(0, 1, 3, 2) @ dz_t  # [B,H,Tk,dh]
+    dscores = softmax_backward(dz_t @ v_t.transpose(0, 1, 3, 2), pattern)  # [B,H,Tq,Tk]
+    if scale != 1.0:
+        dscores *= scale
+    dq_t = dscores @ k_t.transpose(0, 1, 3, 2)  # [B,H,Tq,dh]
+    dk_t = dscores.transpose(0, 1, 3, 2) @ q_t  # [B,H,Tk,dh]
+    return tuple(g.transpose(0, 2, 1, 3) for g in (dq_t, dk_t, dv_t))
+
+
+def attention_forward(x: np.ndarray, params: dict, causal: bool, hook: Hook):
+    """Multi-head attention with Q, K, V, O projections and biases, scaled by 1/sqrt(dh)."""
+    B, T, d = x.shape
+    H, _, dh = params["W_Q"].shape
+    x2 = x.reshape(B * T, d)
+    W_qkv = _stack_qkv(params)  # [d,3*H*dh]
+    b_qkv = np.concatenate([params["b_Q"], params["b_K"], params["b_V"]]).reshape(-1)  # [3*H*dh]
+    qkv = (x2 @ W_qkv + b_qkv).reshape(B, T, 3, H, dh)
+    q = hook("hook_q", qkv[:, :, 0])  # [B,T,H,dh]
+    k = hook("hook_k", qkv[:, :, 1])
+    v = hook("hook_v", qkv[:, :, 2])
+    z, attend_cache = attend_forward(q, k, v, 1.0 / np.sqrt(dh), causal, hook)
+    z2 = z.reshape(B * T, H * dh)
+    out = (z2 @ params["W_O"].reshape(H * dh, d) + params["b_O"]).reshape(B, T, d)
+    return out, (x2, W_qkv, z2, attend_cache, params["W_O"])
+
+
+def attention_backward(dout: np.ndarray, cache):
+    x2, W_qkv, z2, attend_cache, W_O = cache
+    B, T, d = dout.shape
+    H, dh, _ = W_O.shape
+    dout2 = dout.reshape(B * T, d)
+    dW_O = (z2.T @ dout2).reshape(H, dh, d)
+    db_O = dout2.sum(axis=0)
+    dz = (dout2 @ W_O.reshape(H * dh, d).T).reshape(B, T, H, dh)
+    dq, dk, dv = attend_backward(dz, attend_cache)
+    dqkv = np.stack([dq, dk, dv], axis=2).reshape(B * T, 3 * H * dh)  # [B*T,3*H*dh]
+    dW_qkv = x2.T @ dqkv  # [d,3*H*dh]
+    db_qkv = dqkv.sum(axis=0).reshape(3, H, dh)
+    dx = (dqkv @ W_qkv.T).reshape(B, T, d)
+    dW_Q, dW_K, dW_V = dW_qkv.reshape(d, 3, H, dh).transpose(1, 2, 0, 3)  # 3 x [H,d,dh]
+    grads = {"W_Q": dW_Q, "W_K": dW_K, "W_V": dW_V, "W_O": dW_O, "b_O": db_O}
+    grads.update(b_Q=db_qkv[0], b_K=db_qkv[1], b_V=db_qkv[2])
+    return dx, grads
+
+
+def _stack_qkv(params: dict) -> np.ndarray:
+    """W_Q, W_K, W_V [H,d,dh] side by side as one [d, 3*H*dh] matrix: one GEMM for all three."""
+    W = np.stack([params["W_Q"], params["W_K"], params["W_V"]])  # [3,H,d,dh]
+    _, H, d, dh = W.shape
+    return W.transpose(2, 0, 1, 3).reshape(d, 3 * H * dh)
+
+
+def parameter_free_attention_forward(x: np.ndarray, causal: bool, hook: Hook):
+    """The seed's attention: softmax(x xᵀ) x with no weights and no scaling (one head, dh = d)."""
+    B, T, d = x.shape
+    heads = x.reshape(B, T, 1, d)  # [B,T,1,d]: queries, keys and values are the input itself
+    q, k, v = hook("hook_q", heads), hook("hook_k", heads), hook("hook_v", heads)
+    z, attend_cache = attend_forward(q, k, v, 1.0, causal, hook)
+    return z.reshape(B, T, d), attend_cache
+
+
+def parameter_free_attention_backward(dout: np.ndarray, cache):
+    B, T, d = dout.shape
+    dq, dk, dv = attend_backward(dout.reshape(B, T, 1, d), cache)
+    return (dq + dk + dv).reshape(B, T, d), {}
+
+
+# ---------------------------------------------------------------- MLP
+
+
+def relu_forward(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0)
+
+
+def relu_backward(dout: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return dout * (x > 0)
+
+
+def gelu_forward(x: np.ndarray) -> np.ndarray:
+    """GELU, tanh approximation (GPT-2's): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x³)))."""
+    inner = x * x
+    inner *= GELU_CUBIC
+    inner += 1
+    inner *= x
+    inner *= GELU_C
+    np.tanh(inner, out=inner)
+    inner += 1
+    inner *= x
+    inner *= 0.5
+    return inner
+
+
+def gelu_backward(dout: np.ndarray, x: np.ndarray) -> np.ndarray:
+    x2 = x * x
+    tanh = np.tanh(GELU_C * x * (1 + GELU_CUBIC * x2))
+    slope = 0.5 * (1 + tanh) + 0.5 * x * (1 - tanh * tanh) * GELU_C * (1 + 3 * GELU_CUBIC * x2)
+    return dout * slope
+
+
+ACTIVATIONS = {"relu": (relu_forward, relu_backward), "gelu": (gelu_forward, gelu_backward)}
+
+
+def mlp_forward(x: np.ndarray, params: dict, act_fn: str, hook: Hook):
+    B, T, d = x.shape
+    x2 = x.reshape(B * T, d)
+    pre = hook("hook_pre", (x2 @ params["W_in"] + params["b_in"]).reshape(B, T, -1))  # [B,T,M]
+    post = hook("hook_post", ACTIVATIONS[act_fn][0](pre))
+    post2 = post.reshape(B * T, -1)
+    out = (post2 @ params["W_out"] + params["b_out"]).reshape(B, T, d)
+    return out, (x2, pre, post2, params, act_fn)
+
+
+def mlp_backward(dout: np.ndarray, cache):
+    x2, pre, post2, params, act_fn = cache
+    B, T, d = dout.shape
+    dout2 = dout.reshape(B * T, d)
+    dpost = dout2 @ params["W_out"].T  # [B*T,M]
+    dpre = ACTIVATIONS[act_fn][1](dpost, pre.reshape(B * T, -1))
+    grads = {
+        "W_in": x2.T @ dpre,
+        "b_in": dpre.sum(axis=0),
+        "W_out": post2.T @ dout2,
+        "b_out": dout2.sum(axis=0),
+    }
+    dx = (dpre @ params["W_in"].T).reshape(B, T, d)
+    return dx, grads
+
+
+# ---------------------------------------------------------------- unembed and loss
+
+
+def unembed_forward(x: np.ndarray, W_U: np.ndarray, b_U: np.ndarray | None):
+    B, T, d = x.shape
+    x2 = x.reshape(B * T, d)
+    logits = x2 @ W_U  # [B*T,V]
+    if b_U is not None:
+        logits += b_U
+    return logits.reshape(B, T, -1), (x2, W_U, b_U is not None)
+
+
+def unembed_backward(dout: np.ndarray, cache):
+    x2, W_U, has_bias = cache
+    B, T, V = dout.shape
+    dout2 = dout.reshape(B * T, V)
+    grads = {"W_U": x2.T @ dout2}
+    if has_bias:
+        grads["b_U"] = dout2.sum(axis=0)
+    return (dout2 @ W_U.T).reshape(B, T, -1), grads
+
+
+def cross_entropy_forward(logits: np.ndarray, targets: np.ndarray, weights: np.ndarray):
+    """Weighted mean of -log softmax(logits)[target]; `weights` [B,T] sum to 1 over scored positions."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)  # [B,T,V]
+    log_norm = np.log(np.exp(shifted).sum(axis=-1))  # [B,T]
+    target_logit = np.take_along_axis(shifted, targets[..., None], axis=-1)[..., 0]  # [B,T]
+    loss = float(((log_norm - target_logit) * weights).sum())
+    return loss, (shifted, log_norm, targets, weights)
+
+
+def cross_entropy_backward(dloss: float, cache):
+    shifted, log_norm, targets, weights = cache
+    dlogits = np.exp(shifted - log_norm[..., None])  # softmax, [B,T,V]
+    np.put_along_axis(
+        dlogits, targets[..., None], np.take_along_axis(dlogits, targets[..., None], -1) - 1, -1
+    )
+    dlogits *= (dloss * weights)[..., None]
+    return dlogits, {}

@@ -1,0 +1,377 @@
+"""The Transformer: parameters with TransformerLens names, forward with hooks, loss and gradients."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from model import layers
+from model.config import TransformerConfig
+from model.hooks import HookDispatcher, HookFn, hook_names, names_predicate, registered
+
+CONFIG_KEY = "__config__"
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def param_shapes(cfg: TransformerConfig) -> dict[str, tuple[int, ...]]:
+    """Every parameter's name and shape, in a fixed order (the order weights are drawn in)."""
+    d, H, dh, M = cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp
+    shapes: dict[str, tuple[int, ...]] = {"embed.W_E": (cfg.vocab_size, d)}
+    if cfg.pos_embed == "learned":
+        shapes["pos_embed.W_pos"] = (cfg.n_ctx, d)
+    for layer in range(cfg.n_layers):
+        block = f"blocks.{layer}"
+        shapes.update(_norm_shapes(f"{block}.ln1", cfg))
+        if cfg.attention == "standard":
+            shapes.update({f"{block}.attn.{n}": (H, d, dh) for n in ("W_Q", "W_K", "W_V")})
+            shapes[f"{block}.attn.W_O"] = (H, dh, d)
+            shapes.update({f"{block}.attn.{n}": (H, dh) for n in ("b_Q", "b_K", "b_V")})
+            shapes[f"{block}.attn.b_O"] = (d,)
+        shapes.update(_norm_shapes(f"{block}.ln2", cfg))
+        shapes.update({f"{block}.mlp.W_in": (d, M), f"{block}.mlp.b_in": (M,)})
+        shapes.update({f"{block}.mlp.W_out": (M, d), f"{block}.mlp.b_out": (d,)})
+    if cfg.final_ln:
+        shapes.update(_norm_shapes("ln_final", cfg))
+    shapes["unembed.W_U"] = (d, cfg.vocab_size)
+    if cfg.unembed_bias:
+        shapes["unembed.b_U"] = (cfg.vocab_size,)
+    return shapes
+
+
+def _norm_shapes(prefix: str, cfg: TransformerConfig) -> dict[str, tuple[int, ...]]:
+    return {f"{prefix}.w": (cfg.d_model,), f"{prefix}.b": (cfg.d_model,)} if cfg.ln_affine else {}
+
+
+def init_params(cfg: TransformerConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Draw every parameter by `cfg.init` (see config.INITS), then multiply all by `init_scale`."""
+    params = {}
+    for name, shape in param_shapes(cfg).items():
+        value = _draw(name, shape, cfg, rng) * cfg.init_scale
+        params[name] = value.astype(cfg.dtype)
+    return params
+
+
+def _draw(name: str, shape: tuple[int, ...], cfg: TransformerConfig, rng) -> np.ndarray:
+    kind = name.rsplit(".", 1)[-1]
+    if kind in ("w", "b"):  # LayerNorm gain and bias
+        return np.ones(shape) if kind == "w" else np.zeros(shape)
+    is_bias = kind.startswith("b_")
+    is_embedding = kind in ("W_E", "W_pos")
+    fan_in = cfg.d_mlp if kind in ("W_out", "b_out") else cfg.d_model
+    if cfg.init == "gpt2":
+        return np.zeros(shape) if is_bias else rng.normal(0.0, 0.02, shape)
+    if cfg.init == "pytorch":
+        if is_embedding:
+            return rng.normal(0.0, 1.0, shape)
+        bound = 1.0 / np.sqrt(fan_in)
+        return rng.uniform(-bound, bound, shape)
+    # seed: embeddings, positions and unembed N(0, 0.1²); other weights He-normal.
+    if is_bias:
+        return np.zeros(shape)
+    std = 0.1 if is_embedding or kind == "W_U" else np.sqrt(2.0 / fan_in)
+    return rng.normal(0.0, std, shape)
+
+
+def _block_params(params: dict[str, np.ndarray], layer: int) -> dict[str, dict[str, np.ndarray]]:
+    """Block `layer`'s parameters grouped by part: {"ln1": {"w": ...}, "attn": {...}, ...}."""
+    prefix = f"blocks.{layer}."
+    parts: dict[str, dict[str, np.ndarray]] = {"ln1": {}, "attn": {}, "ln2": {}, "mlp": {}}
+    for name, value in params.items():
+        if name.startswith(prefix):
+            part, short = name[len(prefix) :].split(".")
+            parts[part][short] = value
+    return parts
+
+
+# ---------------------------------------------------------------- blocks
+
+
+def block_forward(x: np.ndarray, parts: dict, cfg: TransformerConfig, hook, layer: int):
+    """One transformer block on the residual stream [B,T,d]; pre-LN or post-LN by `cfg.norm`."""
+    block = f"blocks.{layer}"
+    resid_pre = hook(f"{block}.hook_resid_pre", x)
+    ln1 = _LayerNorm(parts["ln1"], cfg.ln_eps, hook, f"{block}.ln1")
+    ln2 = _LayerNorm(parts["ln2"], cfg.ln_eps, hook, f"{block}.ln2")
+    if cfg.norm == "pre":
+        attn_out, attn_cache = _attention_forward(ln1(resid_pre), parts["attn"], cfg, hook, block)
+        resid_mid = hook(f"{block}.hook_resid_mid", resid_pre + attn_out)
+        mlp_out, mlp_cache = _mlp_forward(ln2(resid_mid), parts["mlp"], cfg, hook, block)
+        resid_post = hook(f"{block}.hook_resid_post", resid_mid + mlp_out)
+    else:
+        attn_out, attn_cache = _attention_forward(resid_pre, parts["attn"], cfg, hook, block)
+        resid_mid = hook(f"{block}.hook_resid_mid", ln1(resid_pre + attn_out))
+        mlp_out, mlp_cache = _mlp_forward(resid_mid, parts["mlp"], cfg, hook, block)
+        resid_post = hook(f"{block}.hook_resid_post", ln2(resid_mid + mlp_out))
+    return resid_post, (cfg, ln1.cache, attn_cache, ln2.cache, mlp_cache)
+
+
+def block_backward(dout: np.ndarray, cache):
+    """Gradient of a block's output with respect to its input and parameters (short names)."""
+    cfg, ln1_cache, attn_cache, ln2_cache, mlp_cache = cache
+    attn_backward = (
+        layers.attention_backward
+        if cfg.attention == "standard"
+        else layers.parameter_free_attention_backward
+    )
+    grads = {}
+    if cfg.norm == "pre":
+        dmlp_in, grads["mlp"] = layers.mlp_backward(dout, mlp_cache)
+        dresid_ln2, grads["ln2"] = layers.layer_norm_backward(dmlp_in, ln2_cache)
+        dresid_mid = dout + dresid_ln2
+        dattn_in, grads["attn"] = attn_backward(dresid_mid, attn_cache)
+        dresid_ln1, grads["ln1"] = layers.layer_norm_backward(dattn_in, ln1_cache)
+        dx = dresid_mid + dresid_ln1
+    else:
+        dsum2, grads["ln2"] = layers.layer_norm_backward(dout, ln2_cache)  # d(resid_mid + mlp_out)
+        dmlp_in, grads["mlp"] = layers.mlp_backward(dsum2, mlp_cache)
+        dresid_mid = dsum2 + dmlp_in
+        dsum1, grads["ln1"] = layers.layer_norm_backward(dresid_mid, ln1_cache)
+        dattn_in, grads["attn"] = attn_backward(dsum1, attn_cache)
+        dx = dsum1 + dattn_in
+    return dx, grads
+
+
+class _LayerNorm:
+    """A LayerNorm hook point that remembers its backward cache."""
+
+    def __init__(self, params: dict, eps: float, hook, name: str):
+        self.params, self.eps, self.hook, self.name = params, eps, hook, name
+        self.cache = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out, self.cache = layers.layer_norm_forward(
+            x, self.params.get("w"), self.params.get("b"), self.eps
+        )
+        return self.hook(f"{self.name}.hook_normalized", out)
+
+
+def _attention_forward(x, params, cfg: TransformerConfig, hook, block: str):
+    scoped = _scoped(hook, f"{block}.attn")
+    if cfg.attention == "standard":
+        out, cache = layers.attention_forward(x, params, cfg.causal, scoped)
+    else:
+        out, cache = layers.parameter_free_attention_forward(x, cfg.causal, scoped)
+    return hook(f"{block}.hook_attn_out", out), cache
+
+
+def _mlp_forward(x, params, cfg: TransformerConfig, hook, block: str):
+    out, cache = layers.mlp_forward(x, params, cfg.act_fn, _scoped(hook, f"{block}.mlp"))
+    return hook(f"{block}.hook_mlp_out", out), cache
+
+
+def _scoped(hook, prefix: str):
+    if hook is layers.no_hook:
+        return hook
+    return lambda name, value: hook(f"{prefix}.{name}", value)
+
+
+# ---------------------------------------------------------------- the model
+
+
+class Transformer:
+    """A decoder-only transformer in NumPy; see DESIGN.md's model contract."""
+
+    def __init__(self, cfg: TransformerConfig, seed: int = 0):
+        if not isinstance(cfg, TransformerConfig):
+            raise TypeError(f"cfg must be a TransformerConfig, got {type(cfg).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.cfg = cfg
+        self.seed = int(seed)
+        self.params = init_params(cfg, np.random.default_rng(self.seed))
+        self._hooks: dict[str, list[HookFn]] = {}
+        self._pos_table = self._fixed_positions()
+
+    @classmethod
+    def from_params(cls, cfg: TransformerConfig, params: dict[str, np.ndarray]) -> Transformer:
+        """A model with the given weights; every name, shape and value is checked."""
+        model = cls.__new__(cls)
+        model.cfg, model.seed = cfg, None
+        model.params = _checked_params(cfg, params)
+        model._hooks = {}
+        model._pos_table = model._fixed_positions()
+        return model
+
+    def _fixed_positions(self) -> np.ndarray | None:
+        if self.cfg.pos_embed != "sinusoidal":
+            return None
+        return layers.sinusoidal_table(self.cfg.n_ctx, self.cfg.d_model, self.cfg.dtype)
+
+    # ------------------------------------------------------------ running
+
+    def __call__(self, tokens) -> np.ndarray:
+        """Logits [batch, pos, vocab] for integer tokens [batch, pos]."""
+        tokens = self.check_tokens(tokens)
+        dispatch = HookDispatcher(self._hooks, None) if self._hooks else layers.no_hook
+        logits, _ = self._forward(tokens, dispatch, keep_caches=False)
+        return logits
+
+    def run_with_cache(self, tokens, names_filter=None):
+        """(logits, cache): the activations at every hook point the filter selects."""
+        tokens = self.check_tokens(tokens)
+        dispatch = HookDispatcher(self._hooks, names_predicate(names_filter, self.cfg))
+        logits, _ = self._forward(tokens, dispatch, keep_caches=False)
+        return logits, dispatch.cache
+
+    def run_with_hooks(self, tokens, fwd_hooks: Iterable[tuple[str, HookFn]] = ()):
+        """Logits with `fn(activation, hook_name)` run at each named hook point for this call."""
+        with self.hooks(fwd_hooks):
+            return self(tokens)
+
+    def hooks(self, fwd_hooks: Iterable[tuple[str, HookFn]]):
+        """Context manager: the hooks apply to every forward pass inside the `with` block."""
+        return registered(self._hooks, fwd_hooks, self.cfg)
+
+    def hook_names(self) -> list[str]:
+        return hook_names(self.cfg)
+
+    def loss_and_grads(self, tokens, targets, loss_mask=None):
+        """Mean next-token cross-entropy over the scored positions, and its gradient per parameter."""
+        tokens = self.check_tokens(tokens)
+        targets = self._check_targets(targets, tokens.shape)
+        weights = self._loss_weights(loss_mask, tokens.shape)
+        logits, caches = self._forward(tokens, layers.no_hook, keep_caches=True)
+        loss, loss_cache = layers.cross_entropy_forward(logits, targets, weights)
+        dlogits, _ = layers.cross_entropy_backward(1.0, loss_cache)
+        return loss, self._backward(dlogits, caches)
+
+    def _forward(self, tokens: np.ndarray, hook, keep_caches: bool):
+        cfg, params = self.cfg, self.params
+        batch, n_pos = tokens.shape
+        embed, embed_cache = layers.embed_forward(tokens, params["embed.W_E"])
+        if cfg.pos_embed == "learned":
+            pos, pos_cache = layers.pos_embed_forward(params["pos_embed.W_pos"], batch, n_pos)
+        else:
+            pos, pos_cache = layers.pos_embed_forward(self._pos_table, batch, n_pos)
+        x = hook("hook_embed", embed) + hook("hook_pos_embed", pos)  # [B,T,d]
+        block_caches = []
+        for layer in range(cfg.n_layers):
+            x, cache = block_forward(x, _block_params(params, layer), cfg, hook, layer)
+            block_caches.append(cache if keep_caches else None)
+        final_cache = None
+        if cfg.final_ln:
+            x, final_cache = layers.layer_norm_forward(
+                x, params.get("ln_final.w"), params.get("ln_final.b"), cfg.ln_eps
+            )
+            x = hook("ln_final.hook_normalized", x)
+        logits, unembed_cache = layers.unembed_forward(
+            x, params["unembed.W_U"], params.get("unembed.b_U")
+        )
+        if not keep_caches:
+            return logits, None
+        return logits, (embed_cache, pos_cache, block_caches, final_cache, unembed_cache)
+
+    def _backward(self, dlogits: np.ndarray, caches) -> dict[str, np.ndarray]:
+        embed_cache, pos_cache, block_caches, final_cache, unembed_cache = caches
+        grads: dict[str, np.ndarray] = {}
+        dx, unembed_grads = layers.unembed_backward(dlogits, unembed_cache)
+        _add_grads(grads, "unembed", unembed_grads)
+        if final_cache is not None:
+            dx, final_grads = layers.layer_norm_backward(dx, final_cache)
+            _add_grads(grads, "ln_final", final_grads)
+        for layer in reversed(range(self.cfg.n_layers)):
+            dx, block_grads = block_backward(dx, block_caches[layer])
+            for part, part_grads in block_grads.items():
+                _add_grads(grads, f"blocks.{layer}.{part}", part_grads)
+        _add_grads(grads, "embed", layers.embed_backward(dx, embed_cache)[1])
+        if self.cfg.pos_embed == "learned":
+            _add_grads(grads, "pos_embed", layers.pos_embed_backward(dx, pos_cache)[1])
+        return {name: grads[name].astype(self.cfg.dtype, copy=False) for name in self.params}
+
+    # ------------------------------------------------------------ input checks
+
+    def check_tokens(self, tokens) -> np.ndarray:
+        """Tokens as an integer array [batch, pos], or a clear TypeError/ValueError."""
+        tokens = np.asarray(tokens)
+        if tokens.dtype == bool or not np.issubdtype(tokens.dtype, np.integer):
+            raise TypeError(f"tokens must be an integer array, got dtype {tokens.dtype}")
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must be 2-D [batch, pos], got shape {tokens.shape}")
+        if tokens.size == 0:
+            raise ValueError(f"tokens must be non-empty, got shape {tokens.shape}")
+        if tokens.shape[1] > self.cfg.n_ctx:
+            raise ValueError(
+                f"sequence length {tokens.shape[1]} exceeds n_ctx={self.cfg.n_ctx}"
+            )
+        low, high = tokens.min(), tokens.max()
+        if low < 0 or high >= self.cfg.vocab_size:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"token {bad} out of range: tokens must satisfy 0 <= token < "
+                f"vocab_size={self.cfg.vocab_size}"
+            )
+        return tokens
+
+    def _check_targets(self, targets, shape: tuple[int, int]) -> np.ndarray:
+        targets = np.asarray(targets)
+        if targets.shape != shape:
+            raise ValueError(f"targets must have the tokens' shape {shape}, got {targets.shape}")
+        if targets.dtype == bool or not np.issubdtype(targets.dtype, np.integer):
+            raise TypeError(f"targets must be an integer array, got dtype {targets.dtype}")
+        if targets.min() < 0 or targets.max() >= self.cfg.vocab_size:
+            raise ValueError(f"targets must lie in [0, vocab_size={self.cfg.vocab_size})")
+        return targets
+
+    def _loss_weights(self, loss_mask, shape: tuple[int, int]) -> np.ndarray:
+        """Per-position weights of the mean loss: 1/n on the n scored positions, 0 elsewhere."""
+        if loss_mask is None:
+            mask = np.ones(shape, dtype=self.cfg.dtype)
+        else:
+            mask = np.asarray(loss_mask)
+            if mask.shape != shape:
+                raise ValueError(f"loss_mask must have the tokens' shape {shape}, got {mask.shape}")
+            if mask.dtype != bool:
+                raise TypeError(f"loss_mask must be a boolean array, got dtype {mask.dtype}")
+            if not mask.any():
+                raise ValueError("loss_mask scores no position")
+            mask = mask.astype(self.cfg.dtype)
+        return mask / mask.sum()
+
+    # ------------------------------------------------------------ saving
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the config and every parameter to one `.npz` file (atomically)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **{CONFIG_KEY: np.array(json.dumps(self.cfg.to_dict()))}, **self.params)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Transformer:
+        with np.load(path, allow_pickle=False) as data:
+            if CONFIG_KEY not in data.files:
+                raise ValueError(f"{path} holds no model config (key {CONFIG_KEY!r} missing)")
+            cfg = TransformerConfig(**json.loads(str(data[CONFIG_KEY])))
+            params = {name: data[name] for name in data.files if name != CONFIG_KEY}
+        return cls.from_params(cfg, params)
+
+
+def _add_grads(grads: dict, prefix: str, part_grads: dict) -> None:
+    for short, value in part_grads.items():
+        grads[f"{prefix}.{short}"] = value
+
+
+def _checked_params(cfg: TransformerConfig, params: dict) -> dict[str, np.ndarray]:
+    expected = param_shapes(cfg)
+    missing = sorted(set(expected) - set(params))
+    extra = sorted(set(params) - set(expected))
+    if missing or extra:
+        raise ValueError(f"parameters do not match the config: missing {missing}, unexpected {extra}")
+    checked = {}
+    for name, shape in expected.items():
+        value = np.asarray(params[name])
+        if value.shape != shape:
+            raise ValueError(f"parameter {name!r} has shape {value.shape}, expected {shape}")
+        if not np.issubdtype(value.dtype, np.floating) and not np.issubdtype(value.dtype, np.integer):
+            raise TypeError(f"parameter {name!r} must be numeric, got dtype {value.dtype}")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"parameter {name!r} has non-finite values")
+        checked[name] = value.astype(cfg.dtype, copy=True)
+    return checked
