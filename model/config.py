@@ -91,7 +91,7 @@ class TransformerConfig:
 
 
 def parse_overrides(assignments: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Turn `KEY=VALUE` strings into typed config changes, e.g. `init_scale=0` -> {"init_scale": 0.0}."""
+    """Typed config changes from `KEY=VALUE` strings: `init_scale=0` -> {"init_scale": 0.0}."""
     changes: dict[str, Any] = {}
     for assignment in assignments:
         key, sep, text = assignment.partition("=")

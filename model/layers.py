@@ -282,7 +282,7 @@ def unembed_backward(dout: np.ndarray, cache):
 
 
 def cross_entropy_forward(logits: np.ndarray, targets: np.ndarray, weights: np.ndarray):
-    """Weighted mean of -log softmax(logits)[target]; `weights` [B,T] sum to 1 over scored positions."""
+    """Weighted mean of -log softmax(logits)[target]; `weights` [B,T] sum to 1."""
     shifted = logits - logits.max(axis=-1, keepdims=True)  # [B,T,V]
     log_norm = np.log(np.exp(shifted).sum(axis=-1))  # [B,T]
     target_logit = np.take_along_axis(shifted, targets[..., None], axis=-1)[..., 0]  # [B,T]

@@ -1,4 +1,4 @@
-"""The Transformer: parameters with TransformerLens names, forward with hooks, loss and gradients."""
+"""The Transformer: TransformerLens-named parameters, forward with hooks, loss and gradients."""
 
 from __future__ import annotations
 
@@ -232,7 +232,7 @@ class Transformer:
         return hook_names(self.cfg)
 
     def loss_and_grads(self, tokens, targets, loss_mask=None):
-        """Mean next-token cross-entropy over the scored positions, and its gradient per parameter."""
+        """Mean cross-entropy over the scored positions, and its gradient for every parameter."""
         tokens = self.check_tokens(tokens)
         targets = self._check_targets(targets, tokens.shape)
         weights = self._loss_weights(loss_mask, tokens.shape)
@@ -296,9 +296,7 @@ class Transformer:
         if tokens.size == 0:
             raise ValueError(f"tokens must be non-empty, got shape {tokens.shape}")
         if tokens.shape[1] > self.cfg.n_ctx:
-            raise ValueError(
-                f"sequence length {tokens.shape[1]} exceeds n_ctx={self.cfg.n_ctx}"
-            )
+            raise ValueError(f"sequence length {tokens.shape[1]} exceeds n_ctx={self.cfg.n_ctx}")
         low, high = tokens.min(), tokens.max()
         if low < 0 or high >= self.cfg.vocab_size:
             bad = low if low < 0 else high
@@ -340,7 +338,8 @@ class Transformer:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as handle:
-            np.savez(handle, **{CONFIG_KEY: np.array(json.dumps(self.cfg.to_dict()))}, **self.params)
+            config = np.array(json.dumps(self.cfg.to_dict()))
+            np.savez(handle, **{CONFIG_KEY: config}, **self.params)
         os.replace(tmp, path)
 
     @classmethod
@@ -363,13 +362,15 @@ def _checked_params(cfg: TransformerConfig, params: dict) -> dict[str, np.ndarra
     missing = sorted(set(expected) - set(params))
     extra = sorted(set(params) - set(expected))
     if missing or extra:
-        raise ValueError(f"parameters do not match the config: missing {missing}, unexpected {extra}")
+        raise ValueError(
+            f"parameters do not match the config: missing {missing}, unexpected {extra}"
+        )
     checked = {}
     for name, shape in expected.items():
         value = np.asarray(params[name])
         if value.shape != shape:
             raise ValueError(f"parameter {name!r} has shape {value.shape}, expected {shape}")
-        if not np.issubdtype(value.dtype, np.floating) and not np.issubdtype(value.dtype, np.integer):
+        if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
             raise TypeError(f"parameter {name!r} must be numeric, got dtype {value.dtype}")
         if not np.all(np.isfinite(value)):
             raise ValueError(f"parameter {name!r} has non-finite values")
