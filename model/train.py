@@ -1,0 +1,123 @@
+"""The training loop: batches from a task, loss and gradients, an optimizer step, evaluation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from model.config import TransformerConfig
+from model.optim import OPTIMIZERS, clip_grad_norm, learning_rate
+from model.tasks import Task
+from model.transformer import Transformer
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adamw"
+    weight_decay: float = 0.01
+    momentum: float = 0.9  # SGD only
+    clip: float = 1.0  # global gradient norm; 0 turns clipping off
+    warmup: int = 100
+    schedule: str = "cosine"
+    eval_size: int = 1024
+    snapshot_every: int = 0  # 0: no snapshots
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup", "snapshot_every", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+
+
+@dataclass
+class TrainResult:
+    model: Transformer
+    losses: list[float] = field(default_factory=list)  # training loss per step
+    evaluation: dict[str, float] = field(default_factory=dict)  # held-out loss and accuracy
+    snapshots: list[Path] = field(default_factory=list)
+
+
+def config_for_task(cfg: TransformerConfig, task: Task) -> TransformerConfig:
+    """The config grown to the vocabulary and context the task needs (never shrunk)."""
+    return cfg.replace(
+        vocab_size=max(cfg.vocab_size, task.vocab_size), n_ctx=max(cfg.n_ctx, task.n_ctx)
+    )
+
+
+def evaluate(model: Transformer, task: Task, size: int, seed: int) -> dict[str, float]:
+    """Held-out loss and accuracy (argmax = target) on the scored positions of `size` problems."""
+    tokens, targets, loss_mask = task.batch(np.random.default_rng([seed, 2]), size, "test")
+    logits = model(tokens)  # [n,T,V]
+    log_probs = logits - logits.max(axis=-1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(axis=-1, keepdims=True))
+    target_log_probs = np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    correct = logits.argmax(axis=-1) == targets
+    return {
+        "loss": float(-target_log_probs[loss_mask].mean()),
+        "accuracy": float(correct[loss_mask].mean()),
+    }
+
+
+def train(
+    model: Transformer,
+    task: Task,
+    settings: TrainSettings,
+    progress: Callable[[dict], None] | None = None,
+    snapshot_path: Callable[[int], Path] | None = None,
+) -> TrainResult:
+    """Train `model` in place on `task`; call `progress` about 20 times with step statistics."""
+    rng = np.random.default_rng([settings.seed, 1])
+    optimizer = _make_optimizer(model, settings)
+    result = TrainResult(model)
+    report_every = max(1, settings.steps // 20)
+    started, tokens_seen = time.perf_counter(), 0
+    _maybe_snapshot(model, 0, settings, snapshot_path, result)
+    for step in range(settings.steps):
+        tokens, targets, loss_mask = task.batch(rng, settings.batch_size)
+        loss, grads = model.loss_and_grads(tokens, targets, loss_mask)
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss} at step {step}")
+        clip_grad_norm(grads, settings.clip)
+        lr = learning_rate(step, settings.steps, settings.lr, settings.warmup, settings.schedule)
+        optimizer.step(grads, lr)
+        result.losses.append(loss)
+        tokens_seen += tokens.size
+        _maybe_snapshot(model, step + 1, settings, snapshot_path, result)
+        if progress and ((step + 1) % report_every == 0 or step + 1 == settings.steps):
+            elapsed = time.perf_counter() - started
+            progress({"step": step + 1, "steps": settings.steps, "loss": loss, "lr": lr,
+                      "tokens_per_s": tokens_seen / max(elapsed, 1e-9)})  # fmt: skip
+    result.evaluation = evaluate(model, task, settings.eval_size, settings.seed)
+    return result
+
+
+def _make_optimizer(model: Transformer, settings: TrainSettings):
+    if settings.optimizer == "sgd":
+        return OPTIMIZERS["sgd"](
+            model.params, settings.lr, settings.momentum, settings.weight_decay
+        )
+    return OPTIMIZERS["adamw"](model.params, settings.lr, weight_decay=settings.weight_decay)
+
+
+def _maybe_snapshot(model, step: int, settings: TrainSettings, snapshot_path, result) -> None:
+    every = settings.snapshot_every
+    if snapshot_path is None or not every:
+        return
+    if step % every == 0 or step == settings.steps:
+        path = snapshot_path(step)
+        model.save(path)
+        result.snapshots.append(path)
