@@ -1,1 +1,150 @@
-"""The evidence pytest plugin (placeholder until built)."""
+"""The evidence pytest plugin: tests record what they measured; the run writes it as a report.
+
+It knows nothing of the project's subject: it would serve any project's claims.
+
+Recording. A test ties itself to a claim with a marker and records through the `evidence`
+fixture (see `evidence.recorder` for the rules on names and values):
+
+    @pytest.mark.claim("token-selectivity", statement="Neurons are selective for tokens.")
+    def test_selectivity(evidence, preset, seed):
+        evidence.record(statistic=s, threshold=0.5, null_value=s0, p_value=p, effect=s - s0)
+        evidence.table("per neuron", dataframe)
+        evidence.figure("histogram", fig)
+        assert s > 0.5
+
+A test takes part in the report if it has the marker or uses the fixture; one that uses the
+fixture without a marker is filed under the claim id "(unclaimed)" ("Tests without a claim").
+Its parameters (`item.callspec.params`: JSON scalars as they are, other objects by argname and
+index, e.g. `config0`) become columns. Its outcome and one-line message (the failure's first
+line, the skip or xfail reason) are recorded, and its verdict: the `verdict` it recorded, else
+the one its outcome gives (the reasons are in `evidence.outcomes`):
+
+    passed, xpassed (also a strict xpass)  -> supported
+    failed, xfailed (a refuted claim marked xfail(strict=True))  -> refuted
+    skipped -> inconclusive;   error (in setup or teardown) -> error
+
+A claim's summary pools its tests over `seed` per test function and other parameters (e.g.
+per preset): pass rate (share of decided tests that support it) with a 95% Wilson interval,
+and the median and 2.5-97.5% range of each numeric value (`evidence.results`).
+
+Transport. The fixture's content travels as plain JSON on an attribute of the test report,
+which pytest serializes with the report, so it crosses pytest-xdist like pytest-json-report's
+data. Figures are saved as PNGs by the process that drew them. Every other file is written
+once, by the controller, at the end of the session (`evidence.collector`, `evidence.report`).
+
+Options (`evidence.settings`): --evidence-dir, --no-evidence, --evidence-compare; ini keys
+`evidence_dir` and `evidence_compare`. A run in which no test took part writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from evidence.collector import PAYLOAD_ATTRIBUTE, ReportCollector
+from evidence.recorder import Evidence
+from evidence.results import UNCLAIMED
+from evidence.settings import Settings, add_options, read_settings
+from evidence.values import is_scalar, to_jsonable
+
+CLAIM_MARKER = "claim"
+CLAIM_MARKER_HELP = (
+    f'{CLAIM_MARKER}(id, statement=""): the test is evidence for the claim `id`; '
+    "its outcome and recorded values go into the evidence report"
+)
+SETTINGS_KEY = pytest.StashKey[Settings]()
+CLAIM_KEY = pytest.StashKey[tuple[str, str]]()
+MARKER_ERROR_KEY = pytest.StashKey[str]()
+RECORDER_KEY = pytest.StashKey[Evidence]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", CLAIM_MARKER_HELP)
+    settings = read_settings(config)
+    config.stash[SETTINGS_KEY] = settings
+    is_xdist_worker = hasattr(config, "workerinput")
+    if settings.enabled and not is_xdist_worker:
+        config.pluginmanager.register(ReportCollector(settings), "evidence-collector")
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    marker = item.get_closest_marker(CLAIM_MARKER)
+    if marker is None:
+        return
+    try:
+        item.stash[CLAIM_KEY] = claim_of(marker)
+    except ValueError as error:
+        # Raised when the test runs: an error in collection would be lost under pytest-xdist.
+        item.stash[MARKER_ERROR_KEY] = str(error)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if MARKER_ERROR_KEY in item.stash:
+        pytest.fail(item.stash[MARKER_ERROR_KEY], pytrace=False)
+
+
+def claim_of(marker: pytest.Mark) -> tuple[str, str]:
+    """(claim id, statement) of a claim marker; ValueError for a malformed one."""
+    claim_id = marker.args[0] if len(marker.args) == 1 else None
+    statement = marker.kwargs.get("statement", "")
+    if (
+        not isinstance(claim_id, str)
+        or not claim_id.strip()
+        or set(marker.kwargs) - {"statement"}
+        or not isinstance(statement, str)
+    ):
+        raise ValueError(
+            f'use @pytest.mark.{CLAIM_MARKER}("claim-id", statement="..."), '
+            f"got args {marker.args!r} and keywords {marker.kwargs!r}"
+        )
+    return claim_id, statement
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest) -> Evidence:
+    """Record named values, tables and figures of this test for the evidence report."""
+    settings = request.config.stash[SETTINGS_KEY]
+    recorder = Evidence(request.node.nodeid, params_of(request.node), settings.directory)
+    request.node.stash[RECORDER_KEY] = recorder
+    return recorder
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo
+) -> Generator[None, Any, None]:
+    outcome = yield
+    if item.config.stash[SETTINGS_KEY].enabled and takes_part(item):
+        setattr(outcome.get_result(), PAYLOAD_ATTRIBUTE, payload_of(item))
+
+
+def takes_part(item: pytest.Item) -> bool:
+    has_marker = item.get_closest_marker(CLAIM_MARKER) is not None
+    return has_marker or "evidence" in getattr(item, "fixturenames", ())
+
+
+def payload_of(item: pytest.Item) -> dict[str, Any]:
+    """What the report of each phase carries: claim, parameters and what was recorded so far."""
+    claim, statement = item.stash.get(CLAIM_KEY, (UNCLAIMED, ""))
+    recorder = item.stash.get(RECORDER_KEY, None) or Evidence(item.nodeid, {}, None)
+    return {"claim": claim, "statement": statement, "params": params_of(item), **recorder.payload()}
+
+
+def params_of(item: pytest.Item) -> dict[str, Any]:
+    """The test's parameters: JSON scalars as they are, other objects as argname + index."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return {}
+    params = {}
+    for name, value in callspec.params.items():
+        plain = value.item() if isinstance(value, np.generic) else value
+        params[name] = to_jsonable(plain) if is_scalar(plain) else f"{name}{callspec.indices[name]}"
+    return params

@@ -1,0 +1,126 @@
+"""The `evidence` fixture's object: what one test records for the report.
+
+    evidence.record(statistic=0.81, threshold=0.5, p_value=0.002, layer=1)
+    evidence.table("selectivity by token", dataframe_or_list_of_dict_rows)
+    evidence.figure("attention pattern", fig)
+
+Values become plain JSON (see `evidence.values`). A name is recorded once per test; the
+parametrization's names (`preset`, `seed`, ...) and the report's own columns cannot be used.
+`verdict`, if recorded, must be one of `VERDICTS` and overrides the verdict of the outcome.
+A figure is saved at once as a PNG (fixed dpi, no software stamp: the bytes depend only on the
+drawing) under `figures/` of the evidence directory, then closed if pyplot manages it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import sys
+from collections.abc import Container
+from pathlib import Path
+from typing import Any
+
+from evidence.files import write_atomic
+from evidence.outcomes import check_verdict
+from evidence.values import to_jsonable
+
+# The report's own columns; a recorded value may not take their names (`verdict` may be
+# recorded: it fills the verdict column).
+ROW_COLUMNS = ("claim", "nodeid", "test", "outcome", "verdict", "message")
+FIGURES_DIR = "figures"
+FIGURE_DPI = 100
+
+
+class Evidence:
+    """Named values, tables and figures of one test."""
+
+    def __init__(self, nodeid: str, params: dict[str, Any], directory: Path | None) -> None:
+        """`directory` is the evidence directory figures are saved under; None saves nothing."""
+        self._nodeid = nodeid
+        self._reserved = (set(ROW_COLUMNS) - {"verdict"}) | set(params)
+        self._directory = directory
+        self.values: dict[str, Any] = {}
+        self.tables: list[dict[str, Any]] = []
+        self.figures: list[dict[str, str]] = []
+
+    def record(self, **values: Any) -> None:
+        """Record named values: numbers, strings, bools, None, lists, dicts or numpy arrays."""
+        for name, value in values.items():
+            self._check_new_name(name, "value", self.values)
+            if name in self._reserved:
+                raise ValueError(
+                    f"value name {name!r} is taken by the report's columns or the test's "
+                    f"parameters ({', '.join(sorted(self._reserved))}); choose another"
+                )
+            if name == "verdict":
+                check_verdict(value)
+            self.values[name] = to_jsonable(value, what=f"value {name!r}")
+
+    def table(self, name: str, data: Any) -> None:
+        """Record a table: a pandas DataFrame or a list of dict rows."""
+        self._check_new_name(name, "table", {table["name"] for table in self.tables})
+        self.tables.append({"name": name, **table_columns_and_rows(data, what=f"table {name!r}")})
+
+    def figure(self, name: str, fig: Any) -> None:
+        """Record a matplotlib Figure: saved as figures/<test and name>.png, then closed."""
+        self._check_new_name(name, "figure", {figure["name"] for figure in self.figures})
+        if not hasattr(fig, "savefig"):
+            raise TypeError(
+                f"figure {name!r} must be a matplotlib Figure, got {type(fig).__name__}"
+            )
+        path = f"{FIGURES_DIR}/{figure_filename(self._nodeid, name)}"
+        if self._directory is not None:
+            write_atomic(self._directory / path, png_bytes(fig))
+        close_figure(fig)
+        self.figures.append({"name": name, "path": path})
+
+    def payload(self) -> dict[str, Any]:
+        """What travels on the test report: plain JSON."""
+        return {"values": self.values, "tables": self.tables, "figures": self.figures}
+
+    @staticmethod
+    def _check_new_name(name: Any, kind: str, taken: Container[str]) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"a {kind} name must be a non-empty string, got {name!r}")
+        if name in taken:
+            raise ValueError(f"{kind} {name!r} was already recorded in this test")
+
+
+def table_columns_and_rows(data: Any, what: str) -> dict[str, list]:
+    """Columns and rows of a DataFrame (its index kept unless a default range) or of dict rows."""
+    import pandas as pd  # here, not at the top: pandas would slow every pytest start
+
+    if isinstance(data, pd.DataFrame):
+        frame = data if isinstance(data.index, pd.RangeIndex) else data.reset_index()
+        columns = [str(column) for column in frame.columns]
+        rows = frame.to_numpy(dtype=object).tolist()
+    elif isinstance(data, list) and all(isinstance(row, dict) for row in data):
+        columns = list(dict.fromkeys(str(key) for row in data for key in row))
+        rows = [[row.get(column) for column in columns] for row in data]
+    else:
+        raise TypeError(
+            f"{what} must be a pandas DataFrame or a list of dicts, got {type(data).__name__}"
+        )
+    return {"columns": columns, "rows": to_jsonable(rows, what)}
+
+
+def figure_filename(nodeid: str, name: str) -> str:
+    """A file name from the test and figure names: readable, filesystem-safe and unique."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{nodeid}-{name}").strip("._")[:100]
+    digest = hashlib.sha256(f"{nodeid}\0{name}".encode()).hexdigest()[:10]
+    return f"{slug}-{digest}.png"
+
+
+def png_bytes(fig: Any) -> bytes:
+    """The figure as PNG, rendered by Agg at a fixed dpi without the Software stamp."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def close_figure(fig: Any) -> None:
+    # Only pyplot keeps figures open; importing it here would choose a GUI backend for nothing.
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close(fig)

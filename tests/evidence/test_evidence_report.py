@@ -1,0 +1,412 @@
+"""The evidence plugin end to end: pytest runs (through pytester) and the report they write."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import matplotlib.figure  # imported before pytester's inline runs, which would load a 2nd copy
+import matplotlib.image
+import pytest
+
+PLUGIN = ("-p", "evidence.plugin")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Every report file but run.json must be the same bytes for the same tests.
+VARYING = ("run.json",)
+
+CLAIM_TESTS = """
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+THRESHOLD = {threshold}
+
+
+class Config:  # a parameter that is not a JSON scalar: reported by argname and index
+    pass
+
+
+@pytest.mark.claim("alpha", statement="Alpha is below the threshold.")
+@pytest.mark.parametrize("preset", ["small", "large"])
+@pytest.mark.parametrize("seed", range(11))
+def test_alpha(evidence, preset, seed):
+    statistic = 0.05 * seed + (0.3 if preset == "large" else 0.0) + 0.0123456789
+    evidence.record(statistic=np.float64(statistic), threshold=THRESHOLD, p_value=np.float32(0.01),
+                    note=f"n{{seed}}", nan_value=float("nan"), per_layer=np.arange(2))
+    assert statistic < THRESHOLD, "alpha too large"
+
+
+@pytest.mark.claim("beta", statement="Beta has a picture.")
+@pytest.mark.parametrize("config", [Config()])
+def test_beta(evidence, config):
+    fig = Figure(figsize=(2, 2))
+    fig.subplots().plot([0, 1, 2], [1, 0, 1])
+    evidence.figure("curve", fig)
+    evidence.table("counts", [{{"token": "a", "count": 3}}, {{"token": "b", "count": 4}}])
+    evidence.record(statistic=2)
+
+
+@pytest.mark.claim("beta")
+@pytest.mark.xfail(strict=True, reason="refuted in the registry")
+def test_beta_refuted():
+    assert 1 > 2
+
+
+def test_unclaimed(evidence):
+    evidence.record(statistic=7)
+
+
+def test_not_taking_part():
+    pass
+"""
+
+
+def run(pytester: pytest.Pytester, *args: str, **kwargs) -> pytest.RunResult:
+    """Run pytest in-process with the plugin named (also when entry points are not loaded)."""
+    return pytester.runpytest(*PLUGIN, *args, **kwargs)
+
+
+def write_claims(pytester: pytest.Pytester, threshold: float = 0.45) -> None:
+    pytester.makepyfile(test_claims=CLAIM_TESTS.format(threshold=threshold))
+
+
+def results_of(directory: Path) -> dict:
+    return json.loads((directory / "results.json").read_text())
+
+
+def by_nodeid(results: dict) -> dict[str, dict]:
+    return {test["nodeid"]: test for claim in results["claims"] for test in claim["tests"]}
+
+
+def report_bytes(directory: Path) -> dict[str, bytes]:
+    """Every file of a report folder but the varying ones, by path relative to the folder."""
+    return {
+        path.relative_to(directory).as_posix(): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name not in VARYING
+    }
+
+
+def leftover_temporary_files(directory: Path) -> list[Path]:
+    return [path for path in directory.rglob("*") if path.name.startswith(".")]
+
+
+def test_recorded_values_reach_every_output(pytester):
+    write_claims(pytester)
+    result = run(pytester)
+    result.assert_outcomes(passed=15, failed=10, xfailed=1)
+    report = pytester.path / "reports" / "latest"
+
+    results = results_of(report)
+    assert results["complete"] is True
+    assert [claim["claim"] for claim in results["claims"]] == ["alpha", "beta", "(unclaimed)"]
+    test = by_nodeid(results)["test_claims.py::test_alpha[2-large]"]
+    assert test["params"] == {"seed": 2, "preset": "large"}
+    assert test["values"] == {
+        "statistic": 0.412345678900,
+        "threshold": 0.45,
+        "p_value": 0.00999999977648,
+        "note": "n2",
+        "nan_value": "nan",
+        "per_layer": [0, 1],
+    }
+    assert (test["outcome"], test["verdict"], test["message"]) == ("passed", "supported", "")
+    failed = by_nodeid(results)["test_claims.py::test_alpha[10-large]"]
+    assert (failed["outcome"], failed["verdict"]) == ("failed", "refuted")
+    assert failed["message"] == "AssertionError: alpha too large"
+    assert "test_claims.py::test_not_taking_part" not in by_nodeid(results)
+
+    rows = list(csv.DictReader(io.StringIO((report / "claims.csv").read_text())))
+    assert list(rows[0]) == [
+        "claim", "nodeid", "config", "preset", "seed", "outcome", "verdict", "message",
+        "statistic", "threshold", "p_value", "nan_value", "note",
+    ]  # fmt: skip
+    alpha = [(row["preset"], row["seed"]) for row in rows if row["claim"] == "alpha"]
+    assert alpha == [(preset, str(seed)) for preset in ("large", "small") for seed in range(11)]
+    by_id = {row["nodeid"]: row for row in rows}
+    row = by_id["test_claims.py::test_alpha[2-large]"]
+    assert [row[name] for name in ("statistic", "p_value", "note")] == [
+        "0.4123456789",
+        "0.00999999977648",
+        "n2",
+    ]
+    assert by_id["test_claims.py::test_beta[config0]"]["config"] == "config0"
+
+    markdown = (report / "index.md").read_text()
+    html = (report / "index.html").read_text()
+    for page in (markdown, html):
+        assert "Alpha is below the threshold." in page
+        assert "0.4123" in page  # the statistic, shown with 4 significant digits
+        assert "alpha too large" in page
+        assert "3/11 = 0.2727" in page  # 3 of 11 seeds pass for preset large
+        assert "[0.09746, 0.5656]" in page  # and its Wilson 95% interval
+    assert re.search(r"\| alpha +\| test_alpha +\| +\| large +\| mixed +\| 3/11", markdown)
+    assert re.search(r"<td>beta *</td><td>test_beta_refuted</td>(<td> *</td>)+<td>refuted", html)
+
+
+def test_summary_groups_by_parameters_other_than_seed(pytester):
+    write_claims(pytester)
+    run(pytester)
+    alpha = results_of(pytester.path / "reports" / "latest")["claims"][0]
+    small = next(group for group in alpha["summary"] if group["group"] == {"preset": "small"})
+    assert (small["tests"], small["supported"], small["decided"]) == (11, 9, 11)
+    assert small["outcomes"] == {"passed": 9, "failed": 2}
+    assert small["verdict"] == "mixed"
+    assert small["pass_rate_ci95"] == pytest.approx([0.5230, 0.9486], abs=1e-4)
+    statistic = small["statistics"]["statistic"]
+    assert statistic["n"] == 11
+    assert statistic["median"] == pytest.approx(0.2623456789)
+    assert (statistic["low"], statistic["high"]) == pytest.approx((0.0248456789, 0.4998456789))
+
+
+OUTCOME_TESTS = """
+import pytest
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("no model at 0xdeadbeef")
+
+@pytest.mark.claim("kinds")
+def test_passes():
+    pass
+
+@pytest.mark.claim("kinds")
+def test_fails():
+    assert 1 == 2, "one is not two"
+
+@pytest.mark.claim("kinds")
+@pytest.mark.xfail(strict=True, reason="refuted")
+def test_xfails():
+    assert False
+
+@pytest.mark.claim("kinds")
+@pytest.mark.xfail(strict=True, reason="registry says refuted")
+def test_xpasses_strictly():
+    pass
+
+@pytest.mark.claim("kinds")
+@pytest.mark.skip(reason="not now")
+def test_skipped():
+    pass
+
+@pytest.mark.claim("kinds")
+def test_errors(broken):
+    pass
+
+@pytest.mark.claim("kinds")
+def test_records_its_verdict(evidence):
+    evidence.record(verdict="refuted")
+"""
+
+
+def test_outcomes_verdicts_and_messages(pytester):
+    pytester.makepyfile(test_kinds=OUTCOME_TESTS)
+    run(pytester)
+    tests = by_nodeid(results_of(pytester.path / "reports" / "latest"))
+    found = {
+        nodeid.split("::")[1]: (test["outcome"], test["verdict"], test["message"])
+        for nodeid, test in tests.items()
+    }
+    assert found == {
+        "test_passes": ("passed", "supported", ""),
+        "test_fails": ("failed", "refuted", "AssertionError: one is not two"),
+        "test_xfails": ("xfailed", "refuted", "assert False"),
+        "test_xpasses_strictly": ("xpassed", "supported", "[XPASS(strict)] registry says refuted"),
+        "test_skipped": ("skipped", "inconclusive", "Skipped: not now"),
+        "test_errors": ("error", "error", "RuntimeError: no model at 0x…"),
+        "test_records_its_verdict": ("passed", "refuted", ""),
+    }
+
+
+def test_serial_and_xdist_reports_are_byte_identical(pytester):
+    write_claims(pytester)
+    run(pytester, "--evidence-dir", "serial").assert_outcomes(passed=15, failed=10, xfailed=1)
+    for workers in ("1", "2"):
+        result = pytester.runpytest_subprocess(*PLUGIN, f"--evidence-dir=n{workers}", "-n", workers)
+        result.assert_outcomes(passed=15, failed=10, xfailed=1)
+    serial = report_bytes(pytester.path / "serial")
+    assert {"index.md", "index.html", "claims.csv", "results.json"} <= set(serial)
+    assert sum(name.startswith("figures/") for name in serial) == 1
+    for name in ("n1", "n2"):
+        assert report_bytes(pytester.path / name) == serial, name
+    assert json.loads((pytester.path / "n2" / "run.json").read_text())["workers"] == 2
+
+
+def test_figures_are_valid_pngs_embedded_in_the_html(pytester):
+    write_claims(pytester)
+    run(pytester)
+    report = pytester.path / "reports" / "latest"
+    (figure,) = by_nodeid(results_of(report))["test_claims.py::test_beta[config0]"]["figures"]
+    png = (report / figure["path"]).read_bytes()
+    assert png.startswith(PNG_SIGNATURE)
+    assert matplotlib.image.imread(report / figure["path"]).shape == (200, 200, 4)
+    html = (report / "index.html").read_text()
+    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert [base64.b64decode(data) for data in embedded] == [png]
+    assert f"]({figure['path']})" in (report / "index.md").read_text()
+
+
+def test_stale_figures_are_removed(pytester):
+    write_claims(pytester)
+    run(pytester)
+    figures = pytester.path / "reports" / "latest" / "figures"
+    (old,) = figures.iterdir()
+    pytester.makepyfile(test_claims=CLAIM_TESTS.format(threshold=0.45).replace('"curve"', '"bend"'))
+    run(pytester)
+    (new,) = figures.iterdir()
+    assert new.name != old.name
+    assert "bend" in new.name
+
+
+@pytest.mark.parametrize(
+    ("stop", "args", "reason"),
+    [
+        ("raise KeyboardInterrupt", [], "KeyboardInterrupt"),
+        ("assert False", ["-x"], "stopping after 1 failures"),
+    ],
+)
+def test_an_interrupted_run_writes_an_incomplete_report(pytester, stop, args, reason):
+    pytester.makepyfile(
+        test_stop=f"""
+        import pytest
+        from matplotlib.figure import Figure
+
+        @pytest.mark.claim("c")
+        def test_first(evidence):
+            evidence.record(statistic=1)
+
+        @pytest.mark.claim("c")
+        def test_second(evidence):
+            evidence.figure("drawn before the stop", Figure())
+            {stop}
+
+        @pytest.mark.claim("c")
+        def test_third():
+            pass
+        """
+    )
+    result = run(pytester, *args, no_reraise_ctrlc=True)
+    report = pytester.path / "reports" / "latest"
+    results = results_of(report)
+    assert results["complete"] is False
+    assert results["stopped"] == reason
+    assert "test_stop.py::test_third" not in by_nodeid(results)
+    banner = f"Incomplete run ({reason})"
+    assert banner in (report / "index.md").read_text()
+    assert f'<div class="banner">⚠ {banner}' in (report / "index.html").read_text()
+    assert leftover_temporary_files(report) == []
+    result.stdout.fnmatch_lines([f"evidence report: *index.md (incomplete: {reason})"])
+
+
+def test_compare_reports_a_changed_verdict(pytester):
+    write_claims(pytester, threshold=10.0)  # every alpha test passes
+    run(pytester, "--evidence-dir", "before")
+    write_claims(pytester)
+    result = run(pytester, "--evidence-compare", "before")
+    result.stdout.fnmatch_lines(
+        [
+            "evidence compared with before: 2 group verdicts or pass rates, 10 test outcomes, *",
+            "  alpha test_alpha [[]preset=large]: verdict supported -> mixed, "
+            "pass rate 1.0 -> 0.272727272727",
+            "  alpha test_alpha [[]preset=small]: verdict supported -> mixed, "
+            "pass rate 1.0 -> 0.818181818182",
+            "  test_claims.py::test_alpha[[]3-large]: passed -> failed",
+        ]
+    )
+    report = pytester.path / "reports" / "latest"
+    comparison = json.loads((report / "compare.json").read_text())
+    assert comparison["against"] == "before"
+    verdicts = [(c["group"], c["verdict_before"], c["verdict_now"]) for c in comparison["verdicts"]]
+    assert verdicts == [
+        ({"preset": "large"}, "supported", "mixed"),
+        ({"preset": "small"}, "supported", "mixed"),
+    ]
+    assert len(comparison["outcomes"]) == 10
+    assert {c["value"] for c in comparison["values"]} == {"threshold"}
+    for page in ("index.md", "index.html"):
+        assert "Changes since before" in (report / page).read_text()
+    run(pytester)  # without a comparison, the stale compare.json goes
+    assert not (report / "compare.json").exists()
+
+
+def test_no_evidence_writes_nothing_and_the_fixture_still_works(pytester):
+    write_claims(pytester)
+    result = run(pytester, "--no-evidence")
+    result.assert_outcomes(passed=15, failed=10, xfailed=1)
+    assert not (pytester.path / "reports").exists()
+    result.stdout.no_fnmatch_line("*evidence report*")
+    result.stdout.no_fnmatch_line("*no test recorded evidence*")
+
+
+def test_a_run_without_evidence_keeps_the_last_report(pytester):
+    write_claims(pytester)
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    run(pytester, "test_claims.py")
+    before = report_bytes(pytester.path / "reports" / "latest")
+    result = run(pytester, "test_plain.py")
+    result.stdout.fnmatch_lines(["evidence: no test recorded evidence; * unchanged"])
+    assert report_bytes(pytester.path / "reports" / "latest") == before
+
+
+def test_ini_sets_the_directory_and_the_command_line_overrides_it(pytester):
+    write_claims(pytester)
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\nevidence_dir = "out/evidence"\n')
+    run(pytester)
+    assert (pytester.path / "out" / "evidence" / "results.json").is_file()
+    run(pytester, "--evidence-dir", "cli")
+    assert (pytester.path / "cli" / "results.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "message"),
+    [
+        (["--evidence-dir", "a_file"], "", "--evidence-dir: * is an existing file*"),
+        (["--evidence-dir", "a_file/sub"], "", "--evidence-dir: * cannot be created: * is a file"),
+        ([], 'evidence_dir = "a_file"', "ini option evidence_dir: * is an existing file*"),
+        (["--evidence-compare", "missing"], "", "--evidence-compare: * is not a directory"),
+        (["--evidence-compare", "empty"], "", "--evidence-compare: * has no results.json*"),
+        (["--evidence-compare", "broken"], "", "--evidence-compare: *results.json is not valid*"),
+    ],
+)  # fmt: skip
+def test_bad_options_are_usage_errors_before_any_test(pytester, args, ini, message):
+    pytester.makepyfile(test_ran="def test_ran(tmp_path_factory):\n    open('ran', 'w').close()\n")
+    pytester.makefile("", a_file="")
+    (pytester.path / "empty").mkdir()
+    (pytester.path / "broken").mkdir()
+    (pytester.path / "broken" / "results.json").write_text("{not json")
+    if ini:
+        pytester.makepyprojecttoml(f"[tool.pytest.ini_options]\n{ini}\n")
+    result = run(pytester, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert not (pytester.path / "ran").exists()
+
+
+def test_a_malformed_claim_marker_fails_its_test_and_only_it(pytester):
+    pytester.makepyfile(
+        test_marker="""
+        import pytest
+
+        @pytest.mark.claim(statement="no id")
+        def test_malformed():
+            pass
+
+        @pytest.mark.claim("fine")
+        def test_fine():
+            pass
+        """
+    )
+    run(pytester).assert_outcomes(passed=1, errors=1)
+    tests = by_nodeid(results_of(pytester.path / "reports" / "latest"))
+    malformed = tests["test_marker.py::test_malformed"]
+    assert malformed["outcome"] == "error"
+    assert malformed["message"].startswith('Failed: use @pytest.mark.claim("claim-id", ')
+
+
+def test_the_claim_marker_is_registered(pytester):
+    result = run(pytester, "--markers")
+    result.stdout.fnmatch_lines(['@pytest.mark.claim(id, statement=""): *'])

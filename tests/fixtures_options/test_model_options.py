@@ -1,0 +1,146 @@
+"""The model options (--seeds, --model-preset, --model-set) and the fixtures they parametrize."""
+
+from __future__ import annotations
+
+import pytest
+
+from fixtures.plugin import parse_seeds
+from model.config import PRESETS
+
+PLUGIN = ("-p", "fixtures.plugin")
+
+PARAMETRIZED_TESTS = """
+import pytest
+
+def test_preset_and_seed(preset, seed, model_config, seeds):
+    assert model_config.n_layers >= 1
+    assert seed in seeds
+
+def test_config_only(model_config, model_overrides):
+    print("CONFIG", model_config.init_scale, model_overrides)
+
+def test_seeds_are_not_parametrized(seeds):
+    print("SEEDS", list(seeds))
+
+@pytest.mark.parametrize("seed", [7])
+def test_own_seed(seed):
+    pass
+"""
+
+
+def collected(pytester: pytest.Pytester, *args: str) -> list[str]:
+    """The node ids a collection with the model options collects."""
+    pytester.makepyfile(test_models=PARAMETRIZED_TESTS)
+    result = pytester.runpytest(*PLUGIN, "--collect-only", "-q", *args)
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    return [line for line in result.stdout.lines if "::" in line]
+
+
+def test_parse_seeds():
+    assert parse_seeds("2:5") == (2, 3, 4)
+    assert parse_seeds("3") == (3,)
+    assert parse_seeds(" 0:1 ") == (0,)
+
+
+def test_default_is_every_preset_and_twenty_seeds_without_a_registry(pytester):
+    ids = collected(pytester)
+    assert [nodeid for nodeid in ids if "test_preset_and_seed" in nodeid] == [
+        f"test_models.py::test_preset_and_seed[{preset}-seed{seed}]"
+        for preset in PRESETS
+        for seed in range(20)
+    ]
+    assert [nodeid for nodeid in ids if "test_config_only" in nodeid] == [
+        f"test_models.py::test_config_only[{preset}]" for preset in PRESETS
+    ]
+    assert "test_models.py::test_seeds_are_not_parametrized" in ids
+    assert [nodeid for nodeid in ids if "test_own_seed" in nodeid] == [
+        "test_models.py::test_own_seed[7]"
+    ]
+
+
+def test_default_presets_come_from_the_registry(pytester):
+    pytester.mkdir("claims")
+    registry = pytester.path / "claims" / "registry.toml"
+    registry.write_text('presets = ["gpt2-style", "tiny-mha"]\n')
+    assert collected(pytester, "--seeds", "0", "-k", "test_preset_and_seed") == [
+        "test_models.py::test_preset_and_seed[gpt2-style-seed0]",
+        "test_models.py::test_preset_and_seed[tiny-mha-seed0]",
+    ]
+
+
+def test_command_line_chooses_presets_and_seeds_in_order(pytester):
+    args = ["--seeds", "3:5", "--model-preset", "tiny-mha", "--model-preset", "seed-minigpt"]
+    assert collected(pytester, *args, "-k", "test_preset_and_seed") == [
+        "test_models.py::test_preset_and_seed[tiny-mha-seed3]",
+        "test_models.py::test_preset_and_seed[tiny-mha-seed4]",
+        "test_models.py::test_preset_and_seed[seed-minigpt-seed3]",
+        "test_models.py::test_preset_and_seed[seed-minigpt-seed4]",
+    ]
+
+
+def test_ini_sets_defaults_and_the_command_line_overrides_them(pytester):
+    pytester.makepyprojecttoml(
+        "[tool.pytest.ini_options]\n"
+        'model_seeds = "5:7"\n'
+        'model_presets = ["gpt2-style"]\n'
+        'model_set = ["init_scale=0.5"]\n'
+    )
+    pytester.makepyfile(test_models=PARAMETRIZED_TESTS)
+    result = pytester.runpytest(*PLUGIN, "-s", "-v")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_preset_and_seed[[]gpt2-style-seed5] PASSED*",
+            "*test_preset_and_seed[[]gpt2-style-seed6] PASSED*",
+            "*CONFIG 0.5 {'init_scale': 0.5}*",
+            "*SEEDS [[]5, 6]*",
+        ]
+    )
+    result = pytester.runpytest(*PLUGIN, "-s", "--seeds", "1", "--model-set", "init_scale=2")
+    result.stdout.fnmatch_lines(["*CONFIG 2.0 {'init_scale': 2.0}*", "*SEEDS [[]1]*"])
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "message"),
+    [
+        (["--seeds", "5:5"], "", "--seeds: need 0 <= START < STOP, got '5:5'"),
+        (["--seeds=-1:3"], "", "--seeds: need 0 <= START < STOP, got '-1:3'"),
+        (["--seeds", "a:b"], "", "--seeds: expected START:STOP or N with integers, got 'a:b'"),
+        ([], 'model_seeds = "9:3"', "ini option model_seeds: need 0 <= START < STOP, got '9:3'"),
+        (["--model-preset", "gpt3"], "", "--model-preset: unknown preset 'gpt3'*"),
+        ([], 'model_presets = ["gpt3"]', "ini option model_presets: unknown preset 'gpt3'*"),
+        (["--model-set", "d_model"], "", "--model-set: expected KEY=VALUE, got 'd_model'"),
+        (["--model-set", "d_modle=8"], "", "--model-set: unknown config field 'd_modle'; did you*"),
+        (["--model-set", "n_heads=3"], "", "--model-set (preset seed-minigpt): n_heads=3 must*"),
+        ([], 'model_set = ["causal=maybe"]', "ini option model_set: causal must be true or false*"),
+    ],
+)  # fmt: skip
+def test_bad_values_are_usage_errors_naming_the_option(pytester, args, ini, message):
+    pytester.makepyfile(test_ran="def test_ran():\n    open('ran', 'w').close()\n")
+    if ini:
+        pytester.makepyprojecttoml(f"[tool.pytest.ini_options]\n{ini}\n")
+    result = pytester.runpytest(*PLUGIN, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert not (pytester.path / "ran").exists()
+
+
+def test_a_bad_registry_is_a_usage_error(pytester):
+    pytester.mkdir("claims")
+    (pytester.path / "claims" / "registry.toml").write_text('presets = "tiny-mha"\n')
+    result = pytester.runpytest(*PLUGIN)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: `presets` of *registry.toml must be a non-empty list*"])
+
+
+def test_model_fixture_builds_the_configured_model(pytester):
+    pytest.importorskip("model.transformer")
+    pytester.makepyfile(
+        """
+        def test_model(model, model_config):
+            shape = (model_config.vocab_size, model_config.d_model)
+            assert model.params["embed.W_E"].shape == shape
+        """
+    )
+    result = pytester.runpytest(*PLUGIN, "--seeds", "0:2")
+    result.assert_outcomes(passed=2 * len(PRESETS))
