@@ -1,0 +1,55 @@
+"""Units of a model (MLP neurons and residual dimensions at every layer) and their null twins.
+
+A unit set is one hook's activations, [inputs, positions, units]. `embedding_only` is the null
+that keeps what is trivially true of every unit: LN(W_E[x] + W_pos) with no block, what the
+token and position give alone. (The other nulls, a random rotation of the unit basis and i.i.d.
+Gaussian features, are in `interp.stats`.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.layers import layer_norm_forward, sinusoidal_table
+from model.transformer import Transformer
+
+UNIT_KINDS = {"resid": "blocks.{layer}.hook_resid_post", "mlp": "blocks.{layer}.mlp.hook_post"}
+
+
+@dataclass(frozen=True)
+class UnitSet:
+    """One layer's units of one kind: `label` like "L0 mlp", the hook they are read from."""
+
+    label: str
+    hook: str
+
+
+def unit_sets(model: Transformer) -> list[UnitSet]:
+    """Every unit set of the model: residual dimensions and MLP neurons after each block."""
+    return [
+        UnitSet(f"L{layer} {kind}", template.format(layer=layer))
+        for layer in range(model.cfg.n_layers)
+        for kind, template in UNIT_KINDS.items()
+    ]
+
+
+def activations(model: Transformer, tokens: np.ndarray, sets: list[UnitSet]) -> dict:
+    """{label: activations [n, T, units]} for each unit set, from one forward pass."""
+    hooks = {unit_set.hook for unit_set in sets}
+    _, cache = model.run_with_cache(tokens, names_filter=list(hooks))
+    return {unit_set.label: cache[unit_set.hook] for unit_set in sets}
+
+
+def embedding_only(model: Transformer, tokens: np.ndarray) -> np.ndarray:
+    """LN(W_E[x] + W_pos) without gain or bias: the residual stream if no block ran, [n, T, d]."""
+    tokens = model.check_tokens(tokens)
+    cfg = model.cfg
+    if cfg.pos_embed == "learned":
+        positions = model.params["pos_embed.W_pos"][: tokens.shape[1]]
+    else:
+        positions = sinusoidal_table(tokens.shape[1], cfg.d_model, cfg.dtype)
+    stream = model.params["embed.W_E"][tokens] + positions  # [n,T,d]
+    normalized, _ = layer_norm_forward(stream, None, None, cfg.ln_eps)
+    return normalized
