@@ -3,12 +3,12 @@
 import os
 
 from hypothesis import HealthCheck, settings
+from threadpoolctl import threadpool_limits
 
-# pytest-xdist runs each worker as a process of its own; BLAS threads on top of those
-# oversubscribe the cores and spin-wait (a 6x slowdown seen on this 2-core machine). Workers
-# inherit the environment when they start, before they import numpy: one BLAS thread each.
-for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_variable, "1")
+# One BLAS thread per process. The claims multiply small matrices, where BLAS threads cost
+# more than they give; under pytest-xdist they also oversubscribe the cores and spin-wait (5x
+# slower seen on this 2-core machine). Each xdist worker reads this conftest too.
+threadpool_limits(limits=1)
 
 # The evidence plugin is registered by the `pytest11` entry point when the project is installed;
 # naming it here too is harmless (pytest skips a plugin already registered under this name) and

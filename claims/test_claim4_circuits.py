@@ -1,0 +1,316 @@
+"""Claim 4: a random transformer holds circuits: strongly correlated and opposing unit pairs.
+
+The seed's README: "strong circuit structure with correlation coefficients > 0.8" and "opposing
+pairs (< -0.8) that partition the input space". Its code took 500 random sequences of length 4,
+the residual stream after block 0 at position 0, the Pearson r between its dimensions, and printed
+for dimensions 0-4 the partner with the largest |r| if |r| > 0.5. With a causal model position 0
+sees only x_0: the 500 rows hold 10 distinct inputs, so every r rests on 10 points, where
+|r| > 0.8 is common by chance (and a post-LN stream sums to zero across dimensions, which alone
+pulls correlations negative).
+
+Controlled: correlations on distinct inputs, tested with their number n (t-test p-values,
+Benjamini-Hochberg across all pairs), at position 0 (n = 10, the seed's setting) and at the last
+position (n = 1000 distinct sequences), for residual dims and MLP neurons after every block. The
+strong-pair rate of the network is held against the embedding alone (which has the LN constraint
+too), a random rotation of each unit set and i.i.d. Gaussian features with the same n. Opposing
+pairs chosen on a discovery half of the inputs are tested on the other half: do they split the
+inputs (exactly one active) beyond what a bivariate Gaussian with the same r gives, and near
+perfectly?
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from claim_plots import SOURCE_COLOURS, across_seeds, new_figure, sources_across_seeds
+from interp.circuits import (
+    concatenate_partitions,
+    count_signed_pairs,
+    distinct_sequences,
+    gaussian_exactly_one_share,
+    partition_test,
+    rotated_correlation,
+    strong_pairs,
+    strongest_partners,
+    upper_pairs,
+)
+from interp.inputs import all_sequences, distinct_prefix_rows, random_sequences
+from interp.stats import (
+    correlation_matrix,
+    correlation_p_value,
+    discovery_split,
+    effective_sample_size,
+    fisher_z_interval,
+    gaussian_features,
+    random_rotation,
+)
+from interp.units import UnitSet, activations, embedding_only, unit_sets
+from model.transformer import Transformer
+
+CLAIM = "circuits"
+STATEMENT = "A random transformer holds strongly correlated and opposing unit pairs (circuits)."
+SEQ_LEN = 4  # the seed's sequence length
+SEED_UNITS = UnitSet("L0 resid", "blocks.0.hook_resid_post")  # the seed's "neurons"
+SEED_PRINTED_DIMS = np.arange(5)  # the seed printed partners of dimensions 0-4
+SEED_SAMPLES = 500
+SOURCES = ("network", "embedding", "rotated", "gaussian")
+POSITIONS = {"pos0": 0, "pos3": SEQ_LEN - 1}
+ABS_R_BINS = np.linspace(0.0, 1.0, 21)  # |r| histogram bins of the figures
+
+
+def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
+    """The seed's measurement: r between residual dims at position 0 over 500 random sequences."""
+    model = Transformer(cfg, seed=seed)
+    tokens = random_sequences(np.random.default_rng([seed, 4, 0]), SEED_SAMPLES, cfg.vocab_size,
+                              SEQ_LEN)  # fmt: skip
+    acts = activations(model, tokens, [SEED_UNITS])[SEED_UNITS.label][:, 0]  # [n,d] at position 0
+    corr = correlation_matrix(acts)  # [d,d]
+    partners = strongest_partners(corr, SEED_PRINTED_DIMS, thresholds["seed_print_r"])
+    above, below = count_signed_pairs(corr, thresholds["strong_r"])
+    distinct_inputs = effective_sample_size(tokens[:, :1])
+    pairs = len(upper_pairs(corr))
+    # pairs beyond +0.8 (or beyond -0.8) expected of i.i.d. Gaussian units on as many inputs
+    chance_each_sign = pairs * correlation_p_value(thresholds["strong_r"], distinct_inputs) / 2
+    return {
+        "printed_partners": partners.partner,
+        "printed_r": partners.r,
+        "pairs_above": above,
+        "pairs_below": below,
+        "pairs": pairs,
+        "chance_pairs_each_sign": float(chance_each_sign),
+        "rows": SEED_SAMPLES,
+        "distinct_inputs": distinct_inputs,
+        "distinct_activations": effective_sample_size(acts),
+        "correlation_matrix": corr,
+    }
+
+
+def controlled(cfg, seed: int, thresholds: dict) -> dict:
+    """Strong-pair rates of the network and its nulls at positions 0 and 3; opposing pairs'
+    partition of held-out inputs at position 3."""
+    model = Transformer(cfg, seed=seed)
+    rng = np.random.default_rng([seed, 4, 1])
+    vocab = cfg.vocab_size
+    first_tokens = all_sequences(vocab, SEQ_LEN)[distinct_prefix_rows(vocab, SEQ_LEN, 0)]  # [V,L]
+    sample = distinct_sequences(rng, thresholds["n_sequences"], vocab, SEQ_LEN)  # [n,L]
+    tokens = np.concatenate([first_tokens, sample])  # [V+n, L]
+    rows = {"pos0": slice(0, vocab), "pos3": slice(vocab, None)}
+    by_set = activations(model, tokens, unit_sets(model))  # {label: [V+n,L,units]}
+    embedding = embedding_only(model, tokens)  # [V+n,L,d]
+    rotations = {label: random_rotation(acts.shape[-1], rng) for label, acts in by_set.items()}
+
+    result, figure_data = {}, {}
+    for name, position in POSITIONS.items():
+        n_effective = effective_sample_size(tokens[rows[name], : position + 1])
+        features = {label: acts[rows[name], position] for label, acts in by_set.items()}
+        correlations = _source_correlations(
+            features, embedding[rows[name], position], rotations, rng
+        )
+        result[f"{name}_n_effective"] = n_effective
+        for source, matrices in correlations.items():
+            pairs = strong_pairs(matrices, n_effective, thresholds["strong_r"], thresholds["fdr"])
+            result[f"{name}_{source}_rate"] = pairs.rate
+            result[f"{name}_{source}_strong"] = int(pairs.strong.sum())
+            result[f"{name}_{source}_mean_r"] = float(pairs.r.mean())
+            figure_data[f"{name}_{source}_abs_r"] = np.histogram(np.abs(pairs.r), ABS_R_BINS)[0]
+        if name == "pos0":
+            seed_units = correlation_matrix(features[SEED_UNITS.label])  # [d,d]
+            result.update(_seed_units_tested(seed_units, n_effective, thresholds))
+
+    split = discovery_split(thresholds["n_sequences"], thresholds["discovery_fraction"], rng)
+    partition = concatenate_partitions(
+        [
+            partition_test(acts[rows["pos3"], POSITIONS["pos3"]], *split, thresholds["strong_r"])
+            for acts in by_set.values()
+        ]
+    )
+    result.update(_partition_summary(partition))
+    figure_data["partition_r"], figure_data["partition_share"] = partition.r, partition.share
+
+    result["holds_structure"] = bool(
+        all(result["pos3_network_rate"] > result[f"pos3_{null}_rate"] for null in SOURCES[1:])
+    )
+    result["holds_partition"] = bool(
+        partition.r.size > 0 and result["partition_median_share"] >= thresholds["partition_share"]
+    )
+    result["holds"] = result["holds_structure"] and result["holds_partition"]
+    return {"result": result, "figure_data": figure_data}
+
+
+def _source_correlations(
+    features: dict, embedding: np.ndarray, rotations: dict, rng: np.random.Generator
+) -> dict:
+    """{source: [correlation matrix per unit set]} for the network and its three nulls, each
+    null on as many inputs and units as the network."""
+    network = {label: correlation_matrix(acts) for label, acts in features.items()}
+    return {
+        "network": list(network.values()),
+        "embedding": [correlation_matrix(embedding)],
+        "rotated": [
+            rotated_correlation(network[label], acts.std(axis=0), rotations[label])
+            for label, acts in features.items()
+        ],
+        "gaussian": [
+            correlation_matrix(gaussian_features(*acts.shape, rng)) for acts in features.values()
+        ],
+    }
+
+
+def _seed_units_tested(corr: np.ndarray, n_effective: int, thresholds: dict) -> dict:
+    """The seed's units at position 0: their strongest pair tested with the 10 distinct inputs
+    it rests on, and as if it rested on the seed's 500 rows."""
+    r = upper_pairs(corr)
+    strongest = r[np.argmax(np.abs(r))]
+    tested = {}
+    for label, n in (("n_effective", n_effective), ("seed_rows", SEED_SAMPLES)):
+        low, high = fisher_z_interval(strongest, n)
+        tested[f"seed_units_strongest_p_{label}"] = float(correlation_p_value(strongest, n))
+        tested[f"seed_units_strongest_ci_{label}"] = [float(low), float(high)]
+        strong = strong_pairs([corr], n, thresholds["strong_r"], thresholds["fdr"])
+        tested[f"seed_units_discovered_{label}"] = int((strong.strong & strong.discovered).sum())
+    tested["seed_units_strongest_r"] = float(strongest)
+    tested["seed_units_mean_r"] = float(r.mean())  # the LN constraint alone: -1/(d-1) if post-LN
+    return tested
+
+
+def _partition_summary(partition) -> dict:
+    """Per-seed statistics of the opposing pairs' held-out partition (None: no pair found)."""
+    found = partition.r.size > 0
+    return {
+        "partition_pairs": int(partition.r.size),
+        "partition_median_share": float(np.median(partition.share)) if found else None,
+        "partition_median_gaussian": float(np.median(partition.gaussian_share)) if found else None,
+        "partition_median_excess": (
+            float(np.median(partition.share - partition.gaussian_share)) if found else None
+        ),
+    }
+
+
+@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
+def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
+    seed_result = memo(seed_protocol, model_config, seed, thresholds)
+    holds = seed_result["pairs_above"] > 0 and seed_result["pairs_below"] > 0
+    evidence.record(
+        statistic=min(seed_result["pairs_above"], seed_result["pairs_below"]),
+        threshold=1,
+        verdict="supported" if holds else "refuted",
+        **{key: value for key, value in seed_result.items() if key != "correlation_matrix"},
+    )
+    assert 1 <= seed_result["distinct_inputs"] <= model_config.vocab_size
+    assert seed_result["pairs_above"] + seed_result["pairs_below"] <= seed_result["pairs"]
+    assert np.all(np.abs(seed_result["printed_r"]) <= 1.0)
+
+
+@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
+def test_controlled(evidence, memo, model_config, seed, thresholds):
+    result = memo(controlled, model_config, seed, thresholds)["result"]
+    evidence.record(
+        statistic=result["pos3_network_rate"],
+        null_value=max(result[f"pos3_{null}_rate"] for null in SOURCES[1:]),
+        verdict="supported" if result["holds"] else "refuted",
+        **{key: value for key, value in result.items() if key != "holds"},
+    )
+    rates = [value for key, value in result.items() if key.endswith("_rate")]
+    assert all(0.0 <= rate <= 1.0 for rate in rates)
+    assert result["pos0_n_effective"] == model_config.vocab_size
+    assert result["pos3_n_effective"] == thresholds["n_sequences"]
+
+
+@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
+def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
+    results = [memo(seed_protocol, model_config, seed, thresholds) for seed in seeds]
+    above = np.array([result["pairs_above"] for result in results])
+    below = np.array([result["pairs_below"] for result in results])
+    figure, (ax_matrix, ax_counts) = new_figure(2)
+    first = results[0]
+    image = ax_matrix.imshow(first["correlation_matrix"], cmap="RdBu_r", vmin=-1, vmax=1)
+    figure.colorbar(image, ax=ax_matrix, label="Pearson r")
+    ax_matrix.set_title(
+        f"{SEED_UNITS.hook}, position 0, seed {seeds[0]}\n{first['rows']} rows, "
+        f"{first['distinct_inputs']} distinct inputs",
+        fontsize=9,
+    )
+    ax_matrix.set_xlabel("dimension")
+    ax_matrix.set_ylabel("dimension")
+    ax_counts.scatter(seeds, above, s=18, label=f"r > {thresholds['strong_r']}")
+    ax_counts.scatter(seeds, below, s=18, marker="x", label=f"r < -{thresholds['strong_r']}")
+    chance_label = f"chance, each sign ({first['distinct_inputs']} Gaussian inputs)"
+    ax_counts.axhline(first["chance_pairs_each_sign"], color="grey", linestyle=":",
+                      label=chance_label)  # fmt: skip
+    ax_counts.set_xlabel("seed")
+    ax_counts.set_ylabel(f"pairs of {first['pairs']} (position 0)")
+    ax_counts.legend(fontsize=7, loc="upper right")
+    ax_counts.grid(alpha=0.3)
+    evidence.figure("seed protocol", figure)
+    judge(CLAIM, "seed-protocol", (above > 0) & (below > 0))
+
+
+@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
+def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
+    measured = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
+    results = [entry["result"] for entry in measured]
+    figure_data = [entry["figure_data"] for entry in measured]
+    _abs_r_figure(evidence, figure_data, results[0], thresholds)
+    _rates_figure(evidence, results)
+    _partition_figure(evidence, figure_data, results, seeds, thresholds)
+    judge(CLAIM, "controlled", [result["holds"] for result in results])
+
+
+def _abs_r_figure(evidence, figure_data: list, first: dict, thresholds: dict) -> None:
+    """Distribution of |r| over all pairs and seeds: position 0 and 3, network against nulls."""
+    figure, axes = new_figure(2)
+    centres = (ABS_R_BINS[:-1] + ABS_R_BINS[1:]) / 2
+    for ax, name in zip(axes, POSITIONS, strict=True):
+        for source in SOURCES:
+            counts = np.sum([data[f"{name}_{source}_abs_r"] for data in figure_data], axis=0)
+            density = counts / max(counts.sum(), 1) / np.diff(ABS_R_BINS)
+            density = np.where(density > 0, density, np.nan)  # empty bins: no point on a log axis
+            on_top = source == "network"  # it often coincides with the rotated basis
+            ax.step(centres, density, where="mid", color=SOURCE_COLOURS[source], label=source,
+                    linewidth=2.2 if on_top else 1.2, zorder=3 if on_top else 2)  # fmt: skip
+        ax.axvline(thresholds["strong_r"], color="crimson", linestyle="--", linewidth=1)
+        ax.set_title(f"position {POSITIONS[name]}: n = {first[f'{name}_n_effective']} "
+                     "distinct inputs", fontsize=9)  # fmt: skip
+        ax.set_xlabel("|r| of a unit pair (all unit sets, all seeds)")
+        ax.set_ylabel("density (log)")
+        ax.set_yscale("log")
+        ax.minorticks_off()  # log minor ticks double the drawing time and add nothing here
+        ax.legend(fontsize=7, loc="lower left")
+    evidence.figure("|r| distribution", figure)
+
+
+def _rates_figure(evidence, results: list) -> None:
+    """Strong-pair rate (|r| > cut-off and BH) of the network and its nulls, per seed."""
+    figure, axes = new_figure(2)
+    for ax, name in zip(axes, POSITIONS, strict=True):
+        sources_across_seeds(
+            ax,
+            {source: [result[f"{name}_{source}_rate"] for result in results] for source in SOURCES},
+            f"strong-pair rate, position {POSITIONS[name]}",
+        )
+    evidence.figure("strong-pair rates against nulls", figure)
+
+
+def _partition_figure(evidence, figure_data: list, results: list, seeds, thresholds) -> None:
+    """Held-out exactly-one share of opposing pairs against the Gaussian reference and 0.95."""
+    figure, (ax_pairs, ax_seeds) = new_figure(2)
+    r = np.concatenate([data["partition_r"] for data in figure_data])
+    share = np.concatenate([data["partition_share"] for data in figure_data])
+    ax_pairs.scatter(r, share, s=6, alpha=0.4, color=SOURCE_COLOURS["network"], label="pairs")
+    reference = np.linspace(-1.0, -thresholds["strong_r"] + 0.2, 100)
+    ax_pairs.plot(reference, gaussian_exactly_one_share(reference), color="black",
+                  label="bivariate Gaussian, same r")  # fmt: skip
+    ax_pairs.axhline(thresholds["partition_share"], color="crimson", linestyle="--", linewidth=1,
+                     label="near-perfect partition")  # fmt: skip
+    ax_pairs.set_xlabel("held-out r of an opposing pair")
+    ax_pairs.set_ylabel("held-out share: exactly one active")
+    ax_pairs.set_title(f"{r.size} opposing pairs over {len(seeds)} seeds", fontsize=9)
+    ax_pairs.legend(fontsize=7, loc="lower left")
+    medians = np.array(
+        [np.nan if res["partition_median_share"] is None else res["partition_median_share"]
+         for res in results]
+    )  # fmt: skip
+    across_seeds(ax_seeds, medians, seeds, thresholds["partition_share"],
+                 "median held-out share (no dot: no pair)")  # fmt: skip
+    evidence.figure("partition of held-out inputs", figure)
