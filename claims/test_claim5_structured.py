@@ -1,0 +1,355 @@
+"""Claim 5: random features respond consistently to meaningful patterns.
+
+The seed's README: "random features respond consistently to meaningful patterns". Its code
+printed dimension 0 of the residual stream after block 0, at the last position, for four
+hand-made inputs: [1,2,3,4], [4,3,2,1], [7,7,7,7], [0,9,0,9]. It had no baseline.
+
+Seed protocol, made measurable: the four responses as z-scores against dimension 0's responses
+to random sequences. The claim holds on a seed if one of them is unusual (max |z| > 2); four
+random sequences would do that about 17% of the time, which is recorded beside it.
+
+Controlled: "consistently" as something measurable, for every unit set at the last position.
+The seed's families (ascending, descending, repeating, alternating; every member) are unions of
+difference patterns, relations (x1 - x0, x2 - x1, x3 - x2) mod 10 whose 10 members never share
+a token at a position; 24 other patterns drawn at random are the "random sequences" they are
+held against. Responses are taken beyond the tokens one by one (minus the best fit that adds up
+one effect per position and token, without labels): what depends on how the tokens relate.
+(a) Responses within a family agree (mean pairwise cosine of centered responses)
+more than within random relations; (b) a nearest-centroid decoder trained on half of each
+pattern's members recovers the family of the other half better than chance. The null of both
+shuffles the family labels among whole patterns, the families' and the random ones: single
+sequences are not exchangeable (a network that just adds up per-position token effects makes
+members of one pattern agree LESS than random sequences, since they never share a token), whole
+patterns are. Also held against the embedding alone at the last position (it sees only the last
+token, each pattern holds every last token once: beating it means the network integrates the
+context) and i.i.d. Gaussian features. Both statistics are rotation-invariant; a random rotation
+enters the per-unit reading (share of units whose response differs by family), reported beside
+the decision.
+
+Also: the attention patterns of the seed's structured inputs, per preset (figure and row
+entropies).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from claim_plots import across_seeds, new_figure, sources_across_seeds
+from interp.consistency import (
+    additive_basis,
+    additive_residuals,
+    against_null,
+    chance_of_extreme,
+    decoder_accuracy,
+    empirical_chance_of_extreme,
+    family_agreement,
+    family_design,
+    family_eta_squared,
+    z_scores,
+)
+from interp.inputs import SEED_STRUCTURED, random_sequences
+from interp.stats import (
+    benjamini_hochberg,
+    bh_adjust,
+    gaussian_features,
+    random_rotation,
+    rotate_units,
+    summarize_across_seeds,
+)
+from interp.units import UnitSet, activations, embedding_only, unit_sets
+from model.__main__ import draw_attention_patterns
+from model.transformer import Transformer
+
+CLAIM = "structured-inputs"
+STATEMENT = "Random features respond consistently to meaningful patterns."
+ATTENTION_STATEMENT = "The attention patterns of the seed's structured inputs, per preset."
+SEQ_LEN = 4  # the seed's sequence length
+SEED_UNITS = UnitSet("L0 resid", "blocks.0.hook_resid_post")  # the seed's "neurons"
+SEED_DIM = 0  # the dimension the seed printed
+NULL_SOURCES = ("embedding", "gaussian")  # the nulls of the agreement and decoder tests
+UNIT_SOURCES = ("network", "rotated", "embedding", "gaussian")  # the per-unit reading
+
+
+def structured_tokens() -> np.ndarray:
+    """The seed's four inputs, in the order of SEED_STRUCTURED."""
+    return np.array(list(SEED_STRUCTURED.values()))  # [4 inputs, SEQ_LEN]
+
+
+def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
+    """Dimension 0 at the last position for the seed's four inputs, as z-scores against its
+    responses to random sequences."""
+    model = Transformer(cfg, seed=seed)
+    rng = np.random.default_rng([seed, 5, 0])
+    reference_tokens = random_sequences(rng, thresholds["seed_reference_sequences"],
+                                        cfg.vocab_size, SEQ_LEN)  # fmt: skip
+    tokens = np.concatenate([structured_tokens(), reference_tokens])  # [4 + n, T]
+    acts = activations(model, tokens, [SEED_UNITS])[SEED_UNITS.label]  # [4 + n, T, d]
+    last = acts[:, -1, SEED_DIM : SEED_DIM + 1]  # [4 + n, 1]
+    responses, reference = last[: len(SEED_STRUCTURED)], last[len(SEED_STRUCTURED) :]
+    z = z_scores(responses, reference)[:, 0]  # [4]
+    reference_z = z_scores(reference, reference)[:, 0]  # [n]
+    k, cut = len(SEED_STRUCTURED), thresholds["seed_z"]
+    return {
+        "responses": responses[:, 0],
+        "z_scores": z,
+        "max_abs_z": float(np.max(np.abs(z))),
+        "reference_mean": float(reference.mean()),
+        "reference_std": float(reference.std()),
+        "chance_normal": chance_of_extreme(k, cut),
+        "chance_empirical": empirical_chance_of_extreme(reference_z, k, cut),
+        "reference_responses": reference[:, 0],  # for the figure, not recorded
+    }
+
+
+def controlled(cfg, seed: int, thresholds: dict) -> dict:
+    """Agreement within the seed's families and a held-out family decoder, against random
+    relations, per unit set and per null; the per-unit share of family-selective units against a
+    rotated basis."""
+    model = Transformer(cfg, seed=seed)
+    rng = np.random.default_rng([seed, 5, 1])
+    design = family_design(cfg.vocab_size, SEQ_LEN, thresholds["n_random_patterns"],
+                           thresholds["discovery_fraction"], rng)  # fmt: skip
+    by_set = {
+        label.replace(" ", "_"): acts[:, -1]  # [n, units]
+        for label, acts in activations(model, design.tokens, unit_sets(model)).items()
+    }
+    sources = {
+        **by_set,
+        "embedding": embedding_only(model, design.tokens)[:, -1],  # [n, d]
+        "gaussian": gaussian_features(len(design.tokens), cfg.d_model, rng),
+    }
+    labelings = design.labelings(rng, thresholds["n_permutations"])  # [1 + m, patterns]
+    result: dict = {
+        "unit_sets": list(by_set),
+        "families": list(design.family_names),
+        "chance": 1.0 / design.n_families,
+    }
+    basis = additive_basis(design.tokens, cfg.vocab_size)  # [n, r]
+    residuals = {}
+    for name, raw in sources.items():
+        # [n, units]: what remains beyond the tokens one by one, i.e. how they relate
+        residuals[name], additive_share = additive_residuals(raw, basis)
+        by_family = family_agreement(residuals[name], design, labelings)  # [1 + m, families]
+        agreement = against_null(by_family.mean(axis=1))
+        decoder = against_null(decoder_accuracy(residuals[name], design, labelings))
+        result |= {
+            f"{name}_additive_share": additive_share,
+            f"{name}_agreement": float(agreement.observed),
+            f"{name}_agreement_null_mean": float(agreement.null.mean()),
+            f"{name}_agreement_p": float(agreement.p_values),
+            f"{name}_agreement_by_family": by_family[0],
+            f"{name}_agreement_by_family_null_mean": by_family[1:].mean(axis=0),
+            f"{name}_agreement_by_family_p": against_null(by_family).p_values,
+            f"{name}_decoder_accuracy": float(decoder.observed),
+            f"{name}_decoder_null_median": float(np.median(decoder.null)),
+            f"{name}_decoder_null_95": float(np.quantile(decoder.null, 0.95)),
+            f"{name}_decoder_p": float(decoder.p_values),
+        }
+    result |= _unit_set_decisions(result, list(by_set), thresholds)
+    result |= _family_selective_units(residuals, list(by_set), design, labelings, rng, thresholds)
+    return result
+
+
+def _unit_set_decisions(result: dict, sets: list[str], thresholds: dict) -> dict:
+    """BH over unit sets x both tests; a set holds if both are discoveries and its decoder beats
+    the embedding's; the seed holds if at least `min_unit_set_share` of the sets hold."""
+    p_values = np.array([[result[f"{s}_agreement_p"], result[f"{s}_decoder_p"]] for s in sets])
+    q_values = bh_adjust(p_values)  # [sets, 2]
+    discoveries = q_values <= thresholds["fdr"]
+    beats_embedding = np.array(
+        [result[f"{s}_decoder_accuracy"] > result["embedding_decoder_accuracy"] for s in sets]
+    )
+    set_holds = discoveries.all(axis=1) & beats_embedding  # [sets]
+    return {
+        "agreement_q": q_values[:, 0],
+        "decoder_q": q_values[:, 1],
+        "unit_set_holds": set_holds,
+        "unit_set_share": float(set_holds.mean()),
+        "holds": bool(set_holds.mean() >= thresholds["min_unit_set_share"]),
+    }
+
+
+def _family_selective_units(residuals, sets, design, labelings, rng, thresholds) -> dict:
+    """Share of units whose response (beyond the tokens one by one) over the family members
+    differs by family (eta² against the same relabelings of patterns, BH within a source):
+    neurons, a rotated basis of each unit set, the embedding and Gaussian features."""
+    rotated = [
+        rotate_units(residuals[s], random_rotation(residuals[s].shape[-1], rng)) for s in sets
+    ]
+    per_unit = {
+        "network": np.concatenate([residuals[s] for s in sets], axis=-1),  # [n, U]
+        "rotated": np.concatenate(rotated, axis=-1),  # [n, U]
+        "embedding": residuals["embedding"],
+        "gaussian": residuals["gaussian"],
+    }
+    result = {}
+    for name, responses in per_unit.items():
+        test = against_null(family_eta_squared(responses, design, labelings))  # [U]
+        result[f"{name}_family_units_fraction"] = float(
+            benjamini_hochberg(test.p_values, thresholds["fdr"]).mean()
+        )
+        result[f"{name}_family_median_eta2"] = float(np.median(test.observed))
+    return result
+
+
+@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
+def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
+    seed_result = memo(seed_protocol, model_config, seed, thresholds)
+    holds = seed_result["max_abs_z"] > thresholds["seed_z"]
+    evidence.record(
+        statistic=seed_result["max_abs_z"],
+        threshold=thresholds["seed_z"],
+        verdict="supported" if holds else "refuted",
+        inputs=list(SEED_STRUCTURED),
+        **{key: value for key, value in seed_result.items() if key != "reference_responses"},
+    )
+    assert seed_result["responses"].shape == (len(SEED_STRUCTURED),)
+    assert np.all(np.isfinite(seed_result["responses"]))
+    assert 0.0 <= seed_result["chance_empirical"] <= 1.0
+
+
+@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
+def test_controlled(evidence, memo, model_config, seed, thresholds):
+    controlled_result = memo(controlled, model_config, seed, thresholds)
+    sets = controlled_result["unit_sets"]
+    evidence.record(
+        statistic=controlled_result["unit_set_share"],
+        threshold=thresholds["min_unit_set_share"],
+        verdict="supported" if controlled_result["holds"] else "refuted",
+        **{key: value for key, value in controlled_result.items() if key != "holds"},
+    )
+    accuracies = [controlled_result[f"{s}_decoder_accuracy"] for s in [*sets, *NULL_SOURCES]]
+    assert all(0.0 <= accuracy <= 1.0 for accuracy in accuracies)
+    assert all(0.0 < controlled_result[f"{s}_agreement_p"] <= 1.0 for s in sets)
+
+
+@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
+def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
+    results = [memo(seed_protocol, model_config, seed, thresholds) for seed in seeds]
+    max_abs_z = np.array([result["max_abs_z"] for result in results])
+    figure, (ax_first, ax_seeds) = new_figure(2)
+    _draw_seed_responses(ax_first, results[0], seeds[0], thresholds["seed_z"])
+    across_seeds(ax_seeds, max_abs_z, seeds, thresholds["seed_z"],
+                 "max |z| of the 4 structured inputs")  # fmt: skip
+    chance = results[0]["chance_normal"]
+    ax_seeds.set_title(f"|z| > {thresholds['seed_z']:g} by chance for 4 random inputs: "
+                       f"{chance:.2f}", fontsize=9)  # fmt: skip
+    evidence.figure("seed protocol", figure)
+    holds = max_abs_z > thresholds["seed_z"]
+    evidence.record(chance_rate=chance, observed_rate=float(holds.mean()))
+    judge(CLAIM, "seed-protocol", holds)
+
+
+def _draw_seed_responses(ax, result: dict, seed: int, cut: float) -> None:
+    """Dim 0's responses to random sequences (histogram) and to the four structured inputs."""
+    ax.hist(result["reference_responses"], bins=30, color="#bbbbbb", label="random sequences")
+    mean, std = result["reference_mean"], result["reference_std"]
+    for sign in (-1, 1):
+        ax.axvline(mean + sign * cut * std, color="crimson", linestyle="--", linewidth=1,
+                   label=f"mean ± {cut:g} std" if sign < 0 else None)  # fmt: skip
+    for index, (tokens, value, z) in enumerate(
+        zip(SEED_STRUCTURED.values(), result["responses"], result["z_scores"], strict=True)
+    ):
+        ax.axvline(value, color=f"C{index}", linewidth=2, label=f"{list(tokens)}: z = {z:+.2f}")
+    ax.set_xlabel(f"dim {SEED_DIM} of {SEED_UNITS.hook}, last position (seed {seed})")
+    ax.set_ylabel("random sequences")
+    ax.legend(fontsize=6, loc="best")
+
+
+@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
+def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
+    results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
+    sets = results[0]["unit_sets"]
+    labels = {f"network {s}" if s in sets else s: s for s in [*sets, *NULL_SOURCES]}
+    figure, (ax_decoder, ax_agreement, ax_units) = new_figure(3)
+    sources_across_seeds(
+        ax_decoder,
+        {label: [r[f"{s}_decoder_accuracy"] for r in results] for label, s in labels.items()},
+        "held-out balanced accuracy (family)",
+    )
+    ax_decoder.axhline(results[0]["chance"], color="crimson", linestyle="--", linewidth=1,
+                       label="1 / families")  # fmt: skip
+    null_medians = [
+        np.median([r[f"{s}_decoder_null_median"] for r in results]) for s in labels.values()
+    ]
+    ax_decoder.scatter(np.arange(len(labels)), null_medians, marker="D", s=30, color="crimson",
+                       zorder=4, label="null median (patterns relabelled)")  # fmt: skip
+    ax_decoder.legend(fontsize=7)
+    sources_across_seeds(
+        ax_agreement,
+        {
+            label: [r[f"{s}_agreement"] - r[f"{s}_agreement_null_mean"] for r in results]
+            for label, s in labels.items()
+        },
+        "family agreement − random relations'",
+    )
+    ax_agreement.axhline(0.0, color="crimson", linestyle="--", linewidth=1)
+    sources_across_seeds(
+        ax_units,
+        {name: [r[f"{name}_family_median_eta2"] for r in results] for name in UNIT_SOURCES},
+        "median eta² of a unit by family",
+    )
+    evidence.figure("model against nulls", figure)
+    evidence.figure("agreement within families", _agreement_figure(results, sets))
+    judge(CLAIM, "controlled", [result["holds"] for result in results])
+
+
+def _agreement_figure(results: list[dict], sets: list[str]):
+    """Mean pairwise cosine within each family, and the same with random relations in the
+    family's place (its null mean), per unit set and null: medians and 95% ranges over seeds."""
+    names = [*sets, *NULL_SOURCES]
+    families = results[0]["families"]
+    figure, (ax,) = new_figure(1, width=9.0)
+    positions = np.arange(len(names))
+    width = 0.8 / len(families)
+    for index, family in enumerate(families):
+        x = positions + (index - (len(families) - 1) / 2) * width
+        observed, null = (
+            summarize_across_seeds(
+                np.array(
+                    [[r[f"{n}_agreement_by_family{kind}"][index] for n in names] for r in results]
+                )
+            )
+            for kind in ("", "_null_mean")
+        )
+        ax.bar(x, observed.median, width=width, color=f"C{index}", label=family)
+        ax.errorbar(x, observed.median,
+                    yerr=[observed.median - observed.low, observed.high - observed.median],
+                    fmt="none", color="black", linewidth=0.8)  # fmt: skip
+        null_label = "random relations in its place (null mean)" if index == 0 else None
+        ax.scatter(x, null.median, marker="_", s=160, color="black", zorder=3, label=null_label)
+    ax.set_xticks(positions, [name.replace("_", " ") for name in names], fontsize=8)
+    ax.set_ylabel("mean pairwise cosine within a family")
+    ax.set_title("Agreement within the seed's families vs random relations (median, 95% range "
+                 "over seeds)", fontsize=9)  # fmt: skip
+    ax.axhline(0.0, color="black", linewidth=0.5)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(axis="y", alpha=0.3)
+    return figure
+
+
+@pytest.mark.claim(f"{CLAIM}/attention", statement=ATTENTION_STATEMENT)
+def test_attention_patterns(evidence, model_config, preset, seeds):
+    model = Transformer(model_config, seed=seeds[0])
+    tokens = structured_tokens()
+    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"))
+    patterns = [cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(model.cfg.n_layers)]
+    figure = draw_attention_patterns(patterns, list(SEED_STRUCTURED), tokens)
+    figure.suptitle(f"Attention patterns of the structured inputs: {preset}, seed {seeds[0]}")
+    evidence.figure("attention patterns", figure)
+    entropies = [scipy.stats.entropy(pattern, axis=-1) for pattern in patterns]  # [in, H, q]
+    causal = model.cfg.causal
+    keys_seen = np.arange(1, SEQ_LEN + 1) if causal else np.full(SEQ_LEN, SEQ_LEN)  # [q]
+    evidence.record(
+        model_seed=seeds[0],
+        inputs=list(SEED_STRUCTURED),
+        **{f"entropy_L{layer}": entropy for layer, entropy in enumerate(entropies)},
+        uniform_entropy=np.log(keys_seen),  # [q] the most a row can have
+    )
+    for pattern in patterns:  # [inputs, heads, q, k]
+        np.testing.assert_allclose(pattern.sum(axis=-1), 1.0, atol=1e-12)
+        if causal:
+            above_diagonal = np.triu(np.ones((SEQ_LEN, SEQ_LEN), dtype=bool), k=1)
+            assert np.all(pattern[..., above_diagonal] == 0.0)
