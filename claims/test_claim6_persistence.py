@@ -1,0 +1,394 @@
+"""Claim 6: selectivity present at initialization persists through training.
+
+A later notebook of the seed project, on a PyTorch model like our `tiny-mha`: "all MLP neurons
+are significantly token- and position-selective (one-way ANOVA, Bonferroni, eta squared
+0.1-0.8)", and this selectivity persists through training (5 seeds).
+
+Each (preset, seed) model is trained on the `patterns` task (the notebook's next-token data:
+ascending, repeating, alternating and random sequences, 8 tokens of context) with the
+project's trainer; the untrained twin is kept. Selectivity is measured on sequences of length
+8, the task's context, so that every position training shaped is measured.
+
+Seed protocol: the notebook's one-way ANOVA of every MLP neuron by token and by position, with
+Bonferroni, on the same random sequences before and after training: the claim holds on a seed
+if at least 90% of the neurons are both token- and position-selective at both times.
+
+Controlled: if nearly every neuron is selective at both times, the overlap of the two selective
+sets is near |S1| / U whatever training did, so persistence means something only if it beats
+random matching of units. The initial model is measured on a discovery design, the trained one
+on a held-out design (no shared sequence); per factor (token, position), the overlap of the
+selective sets is held against the hypergeometric null of random matching, and the rank
+correlation of eta² across neurons against shuffled neuron identities. Beside them: the retest
+correlation (the untrained model on both designs, the agreement if training changed nothing)
+and the same correlation for the residual dimensions of the embedding alone.
+
+Both readings share a precondition, asserted across seeds: training taught the model the
+structured families (mean next-token accuracy over them at least twice chance on most seeds).
+Persistence through a training that taught nothing would say nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from matplotlib.ticker import MaxNLocator
+
+from claim_plots import new_figure
+from interp.inputs import balanced_sequences, family_sequences, random_sequences
+from interp.persistence import (
+    TrainedPair,
+    eta2_by_factor,
+    heldout_balanced_sequences,
+    notebook_selectivity,
+    overlap_test,
+    rank_agreement,
+    rank_correlation,
+    selective_by_factor,
+    train_from_init,
+)
+from interp.selectivity import selectivity_test
+from interp.units import activations, embedding_only, unit_sets
+from interp.verdicts import cross_seed_verdict
+from model.tasks import PATTERN_FAMILIES, get_task
+from model.train import TrainSettings, config_for_task
+from model.transformer import Transformer
+
+CLAIM = "persistence"
+STATEMENT = "Selectivity present at initialization persists through training."
+TASK = "patterns"
+FACTORS = ("token", "position")
+CURVE_SEEDS = 3  # loss curves drawn per preset
+CHANCE = 0.1  # next-token accuracy of a uniform guess over the 10 tokens
+
+
+@functools.cache
+def trained_pair(cfg, seed: int, steps: int, batch_size: int, lr: float, warmup: int):
+    """The model of (cfg, seed) and its copy trained on the task: shared by both readings."""
+    task = get_task(TASK)
+    settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed)
+    families = {
+        name: members
+        for name, members in family_sequences(task.vocab_size, task.seq_len).items()
+        if name in PATTERN_FAMILIES
+    }
+    model = Transformer(config_for_task(cfg, task), seed=seed)
+    return train_from_init(model, task, settings, families)
+
+
+def training(cfg, seed: int, thresholds: dict) -> TrainedPair:
+    return trained_pair(
+        cfg,
+        seed,
+        thresholds["train_steps"],
+        thresholds["train_batch_size"],
+        thresholds["train_lr"],
+        thresholds["train_warmup"],
+    )
+
+
+def mlp_activations(model: Transformer, tokens: np.ndarray) -> np.ndarray:
+    """Every MLP neuron of every layer: [n, T, U]."""
+    sets = [unit_set for unit_set in unit_sets(model) if unit_set.label.endswith("mlp")]
+    return np.concatenate(list(activations(model, tokens, sets).values()), axis=-1)
+
+
+def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
+    """The notebook's ANOVA rule before and after training, on the same random sequences."""
+    pair = training(cfg, seed, thresholds)
+    tokens = random_sequences(np.random.default_rng([seed, 6, 0]), thresholds["seed_samples"],
+                              pair.initial.cfg.vocab_size, get_task(TASK).n_ctx)  # fmt: skip
+    result = {}
+    for stage, model in (("init", pair.initial), ("trained", pair.trained)):
+        measured = notebook_selectivity(mlp_activations(model, tokens), tokens,
+                                        thresholds["seed_alpha"])  # fmt: skip
+        result[f"{stage}_token_share"] = float(measured.token_selective.mean())
+        result[f"{stage}_position_share"] = float(measured.position_selective.mean())
+        result[f"{stage}_both_share"] = float(measured.both_selective.mean())
+        for factor in FACTORS:
+            eta2 = getattr(measured, f"{factor}_eta2")
+            result[f"{stage}_{factor}_eta2_range"] = [float(eta2.min()), float(eta2.max())]
+            result[f"{stage}_{factor}_eta2"] = eta2
+    result["neurons"] = int(measured.token_eta2.size)
+    result.update(training_summary(pair))
+    return result
+
+
+def training_summary(pair: TrainedPair) -> dict:
+    """What training achieved: held-out loss and accuracy, accuracy per structured family."""
+    summary = {
+        "heldout_loss_init": pair.initial_evaluation["loss"],
+        "heldout_loss_trained": pair.evaluation["loss"],
+        "heldout_accuracy_trained": pair.evaluation["accuracy"],
+        "train_loss_first": float(pair.losses[0]),
+        "train_loss_last": float(pair.losses[-1]),
+        "losses": pair.losses,
+    }
+    for family, accuracy in pair.trained_accuracy.items():
+        summary[f"{family}_accuracy_init"] = pair.initial_accuracy[family]
+        summary[f"{family}_accuracy_trained"] = accuracy
+    return summary
+
+
+def controlled(cfg, seed: int, thresholds: dict) -> dict:
+    """Selective sets and eta² at init (discovery design) and after training (held-out design),
+    against random matching of neurons; the retest and embedding-alone comparisons."""
+    pair = training(cfg, seed, thresholds)
+    vocab, length = pair.initial.cfg.vocab_size, get_task(TASK).n_ctx
+    rng = np.random.default_rng([seed, 6, 1])
+    discovery = balanced_sequences(rng, thresholds["n_sequences"], vocab, length)
+    heldout = heldout_balanced_sequences(discovery, rng, thresholds["n_sequences"], vocab)
+    init = factor_selectivity(mlp_activations(pair.initial, discovery), discovery, rng, thresholds)
+    trained = factor_selectivity(mlp_activations(pair.trained, heldout), heldout, rng, thresholds)
+    retest = eta2_by_factor(mlp_activations(pair.initial, heldout), heldout)  # [2,U]
+    embedding_init = eta2_by_factor(embedding_only(pair.initial, discovery), discovery)  # [2,d]
+    embedding_trained = eta2_by_factor(embedding_only(pair.trained, heldout), heldout)  # [2,d]
+    result, holds = {"neurons": int(init["token"].size)}, []
+    for i, factor in enumerate(FACTORS):
+        overlap = overlap_test(init[f"{factor}_selective"], trained[f"{factor}_selective"])
+        agreement = rank_agreement(init[factor], trained[factor], rng,
+                                   thresholds["n_permutations"])  # fmt: skip
+        embedding = rank_agreement(embedding_init[i], embedding_trained[i], rng,
+                                   thresholds["n_permutations"])  # fmt: skip
+        result.update({
+            f"{factor}_selective_init": overlap.initial,
+            f"{factor}_selective_trained": overlap.trained,
+            f"{factor}_shared": overlap.shared,
+            f"{factor}_persistence": overlap.persistence,
+            f"{factor}_random_persistence": overlap.random_persistence,
+            f"{factor}_overlap_p": overlap.p_value,
+            f"{factor}_rank_correlation": agreement.correlation,
+            f"{factor}_rank_null_95": agreement.null_high,
+            f"{factor}_rank_p": agreement.p_value,
+            f"{factor}_retest_correlation": rank_correlation(init[factor], retest[i]),
+            f"{factor}_embedding_rank_correlation": embedding.correlation,
+            f"{factor}_embedding_rank_p": embedding.p_value,
+            f"{factor}_eta2_init": init[factor],
+            f"{factor}_eta2_trained": trained[factor],
+        })  # fmt: skip
+        holds.append(
+            overlap.p_value < thresholds["alpha"] and agreement.p_value < thresholds["alpha"]
+        )
+    result["holds"] = bool(all(holds))
+    return result
+
+
+def factor_selectivity(acts, tokens, rng, thresholds: dict) -> dict:
+    """{factor: eta² [U]} and {factor_selective: [U] bool} by claim 3's rule, per factor."""
+    test = selectivity_test(acts, tokens, rng, thresholds["n_permutations"])
+    selective = selective_by_factor(test, thresholds["fdr"], thresholds["min_eta2"])  # [2,U]
+    eta2 = (test.token_eta2, test.position_eta2)
+    return {
+        **dict(zip(FACTORS, eta2, strict=True)),
+        **{f"{factor}_selective": row for factor, row in zip(FACTORS, selective, strict=True)},
+    }
+
+
+def assert_trained(evidence, model_config, seeds, thresholds: dict) -> None:
+    """Persistence through training means nothing if training taught nothing: the trained model
+    must beat chance on the structured families (mean accuracy over them) on most seeds."""
+    accuracy = np.array([
+        np.mean(list(training(model_config, seed, thresholds).trained_accuracy.values()))
+        for seed in seeds
+    ])  # fmt: skip
+    learned = cross_seed_verdict(accuracy >= thresholds["min_structured_accuracy"],
+                                 thresholds["required_rate"])  # fmt: skip
+    evidence.record(trained_on=learned.holds, structured_accuracy_median=float(np.median(accuracy)))
+    required = thresholds["required_rate"]
+    assert learned.verdict == "supported", (
+        f"training did not teach the structured families: {learned.describe(required)}"
+    )
+
+
+ARRAYS = {"losses", "init_token_eta2", "init_position_eta2", "trained_token_eta2",
+          "trained_position_eta2", "token_eta2_init", "token_eta2_trained",
+          "position_eta2_init", "position_eta2_trained"}  # fmt: skip
+
+
+def scalars(result: dict) -> dict:
+    """The result without its per-neuron and per-step arrays (kept for the figures)."""
+    return {key: value for key, value in result.items() if key not in ARRAYS | {"holds"}}
+
+
+@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
+def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
+    seed_result = memo(seed_protocol, model_config, seed, thresholds)
+    share = min(seed_result["init_both_share"], seed_result["trained_both_share"])
+    evidence.record(
+        statistic=share,
+        threshold=thresholds["seed_min_share"],
+        verdict="supported" if share >= thresholds["seed_min_share"] else "refuted",
+        **scalars(seed_result),
+    )
+    shares = [value for key, value in seed_result.items() if key.endswith("_share")]
+    assert all(0.0 <= value <= 1.0 for value in shares)
+    assert np.all(np.isfinite(seed_result["losses"]))
+    assert seed_result["losses"].shape == (thresholds["train_steps"],)
+
+
+@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
+def test_controlled(evidence, memo, model_config, seed, thresholds):
+    controlled_result = memo(controlled, model_config, seed, thresholds)
+    evidence.record(
+        statistic=min(controlled_result[f"{f}_rank_correlation"] for f in FACTORS),
+        null_value=max(controlled_result[f"{f}_rank_null_95"] for f in FACTORS),
+        verdict="supported" if controlled_result["holds"] else "refuted",
+        **scalars(controlled_result),
+    )
+    for factor in FACTORS:
+        assert 0.0 <= controlled_result[f"{factor}_persistence"] <= 1.0
+        assert 0.0 < controlled_result[f"{factor}_overlap_p"] <= 1.0
+        assert -1.0 <= controlled_result[f"{factor}_rank_correlation"] <= 1.0
+
+
+@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
+def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
+    results = [memo(seed_protocol, model_config, seed, thresholds) for seed in seeds]
+    init = np.array([result["init_both_share"] for result in results])
+    trained = np.array([result["trained_both_share"] for result in results])
+    evidence.figure("seed protocol", seed_style_figure(results, seeds, thresholds))
+    evidence.figure("training", training_figure(results, seeds))
+    judge(CLAIM, "seed-protocol", np.minimum(init, trained) >= thresholds["seed_min_share"])
+    assert_trained(evidence, model_config, seeds, thresholds)
+
+
+@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
+def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
+    results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
+    evidence.figure(f"eta² at init and trained (seed {seeds[0]})", eta2_scatter(results[0]))
+    evidence.figure("persistence against random matching", persistence_figure(results, seeds))
+    rank_holds = [all(r[f"{f}_rank_p"] < thresholds["alpha"] for f in FACTORS) for r in results]
+    overlap_holds = [
+        all(r[f"{f}_overlap_p"] < thresholds["alpha"] for f in FACTORS) for r in results
+    ]
+    evidence.record(
+        overlap_beats_random_on=sum(overlap_holds), rank_beats_shuffled_on=sum(rank_holds)
+    )
+    judge(CLAIM, "controlled", [result["holds"] for result in results])
+    assert_trained(evidence, model_config, seeds, thresholds)
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+
+STAGE_COLOURS = {"init": "#7f7f7f", "trained": "#1f77b4"}
+FACTOR_COLOURS = {"token": "#1f77b4", "position": "#ff7f0e"}
+
+
+def seed_style_figure(results: list[dict], seeds, thresholds: dict):
+    """Share of neurons selective by the notebook's rule, init and trained; seed 0's eta²."""
+    figure, (ax_share, ax_eta2) = new_figure(2)
+    for stage, offset in (("init", -0.15), ("trained", 0.15)):
+        shares = [result[f"{stage}_both_share"] for result in results]
+        ax_share.scatter(np.asarray(seeds) + offset, shares, s=18, label=stage,
+                         color=STAGE_COLOURS[stage], zorder=3)  # fmt: skip
+    ax_share.axhline(thresholds["seed_min_share"], color="crimson", linestyle="--", linewidth=1,
+                     label="threshold")  # fmt: skip
+    ax_share.set_title("the notebook's rule: share of selective neurons", fontsize=9)
+    ax_share.set_ylim(-0.02, 1.02)
+    ax_share.set_xlabel("seed")
+    ax_share.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_share.set_ylabel("share of MLP neurons token- and\nposition-selective (ANOVA, Bonferroni)")
+    ax_share.legend(fontsize=7)
+    ax_share.grid(alpha=0.3)
+    first = results[0]
+    bins = np.linspace(0, 1, 26)
+    for factor, style in (("token", "-"), ("position", ":")):
+        for stage in ("init", "trained"):
+            ax_eta2.hist(first[f"{stage}_{factor}_eta2"], bins=bins, histtype="step",
+                         linestyle=style, color=STAGE_COLOURS[stage],
+                         label=f"{factor}, {stage}")  # fmt: skip
+    ax_eta2.axvspan(0.1, 0.8, color="crimson", alpha=0.07, label="notebook's 0.1-0.8")
+    ax_eta2.set_title(f"eta² per MLP neuron (seed {seeds[0]})", fontsize=9)
+    ax_eta2.set_xlabel("eta²")
+    ax_eta2.set_ylabel("neurons")
+    ax_eta2.legend(fontsize=7)
+    return figure
+
+
+def training_figure(results: list[dict], seeds):
+    """Loss curves of the first seeds, and accuracy per structured family across seeds."""
+    figure, (ax_loss, ax_accuracy) = new_figure(2)
+    for result, seed in zip(results[:CURVE_SEEDS], seeds, strict=False):
+        line = ax_loss.plot(result["losses"], linewidth=1, label=f"seed {seed} train")[0]
+        ax_loss.scatter([len(result["losses"]) - 1], [result["heldout_loss_trained"]],
+                        color=line.get_color(), marker="s", s=20, zorder=3)  # fmt: skip
+        ax_loss.scatter([0], [result["heldout_loss_init"]], color=line.get_color(), marker="s",
+                        s=20, zorder=3)  # fmt: skip
+    ax_loss.set_title(f"training on {TASK}: loss per step", fontsize=9)
+    ax_loss.set_xlabel("step (squares: held-out loss before and after)")
+    ax_loss.set_ylabel("cross-entropy")
+    ax_loss.legend(fontsize=7)
+    ax_loss.grid(alpha=0.3)
+    families = [family for family in PATTERN_FAMILIES if f"{family}_accuracy_trained" in results[0]]
+    positions = np.arange(len(families))
+    for stage, offset in (("init", -0.15), ("trained", 0.15)):
+        values = np.array([[r[f"{f}_accuracy_{stage}"] for f in families] for r in results])
+        jitter = np.linspace(-0.08, 0.08, len(results))[:, None]
+        ax_accuracy.scatter((positions + offset + jitter).ravel(), values.ravel(), s=10,
+                            color=STAGE_COLOURS[stage], label=stage, alpha=0.8)  # fmt: skip
+    ax_accuracy.axhline(CHANCE, color="crimson", linestyle="--", linewidth=1, label="chance")
+    ax_accuracy.set_xticks(positions, families)
+    ax_accuracy.set_ylim(-0.02, 1.02)
+    ax_accuracy.set_title("structured families, every member", fontsize=9)
+    ax_accuracy.set_ylabel("next-token accuracy")
+    ax_accuracy.legend(fontsize=7)
+    ax_accuracy.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def eta2_scatter(result: dict):
+    """Per neuron: eta² at init (discovery design) against eta² after training (held out)."""
+    figure, axes = new_figure(2, width=4.2, height=4.0)
+    for ax, factor in zip(axes, FACTORS, strict=True):
+        ax.scatter(result[f"{factor}_eta2_init"], result[f"{factor}_eta2_trained"], s=8,
+                   alpha=0.6, color=FACTOR_COLOURS[factor])  # fmt: skip
+        ax.plot([0, 1], [0, 1], color="#444444", linewidth=0.8, linestyle=":")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel(f"{factor} eta², init")
+        ax.set_ylabel(f"{factor} eta², trained")
+        ax.set_title(
+            f"Spearman {result[f'{factor}_rank_correlation']:.2f} "
+            f"(shuffled 95%: {result[f'{factor}_rank_null_95']:.2f}, "
+            f"retest {result[f'{factor}_retest_correlation']:.2f})",
+            fontsize=8,
+        )
+        ax.grid(alpha=0.3)
+    return figure
+
+
+def persistence_figure(results: list[dict], seeds):
+    """Per seed and factor: persistence against random matching; eta² rank correlation
+    against its shuffled null and the retest ceiling."""
+    figure, (ax_overlap, ax_rank) = new_figure(2)
+    seeds = np.asarray(seeds)
+    for factor, offset in (("token", -0.15), ("position", 0.15)):
+        colour = FACTOR_COLOURS[factor]
+        ax_overlap.scatter(seeds + offset, [r[f"{factor}_persistence"] for r in results], s=18,
+                           color=colour, label=f"{factor}: |S0∩S1|/|S0|", zorder=3)  # fmt: skip
+        ax_overlap.scatter(seeds + offset, [r[f"{factor}_random_persistence"] for r in results],
+                           s=60, marker="s", facecolors="none", edgecolors=colour, zorder=4,
+                           label=f"{factor}: random matching |S1|/U")  # fmt: skip
+        ax_rank.scatter(seeds + offset, [r[f"{factor}_rank_correlation"] for r in results], s=18,
+                        color=colour, label=f"{factor}: init vs trained", zorder=3)  # fmt: skip
+        ax_rank.scatter(seeds + offset, [r[f"{factor}_rank_null_95"] for r in results], s=30,
+                        marker="_", color=colour, label=f"{factor}: shuffled 95%")  # fmt: skip
+        ax_rank.scatter(seeds + offset, [r[f"{factor}_retest_correlation"] for r in results],
+                        s=14, marker="x", color=colour, alpha=0.6,
+                        label=f"{factor}: retest (untrained)")  # fmt: skip
+    ax_overlap.set_title("selective sets: persistence vs random matching", fontsize=9)
+    ax_overlap.set_ylim(-0.02, 1.05)
+    ax_overlap.set_xlabel("seed")
+    ax_overlap.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_overlap.set_ylabel("persistence of selective sets")
+    ax_overlap.legend(fontsize=6)
+    ax_overlap.grid(alpha=0.3)
+    ax_rank.set_title("eta² of each neuron, init vs trained", fontsize=9)
+    ax_rank.set_xlabel("seed")
+    ax_rank.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_rank.set_ylabel("Spearman r of eta² across neurons")
+    ax_rank.legend(fontsize=6)
+    ax_rank.grid(alpha=0.3)
+    return figure

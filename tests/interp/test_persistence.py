@@ -1,0 +1,259 @@
+"""Tests of interp.persistence: planted effects, exact enumeration of the overlap null,
+invariances and calibration of the rank-agreement test, held-out designs, training twins."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.stats
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from interp import persistence
+from interp.inputs import balanced_sequences, family_sequences
+from interp.selectivity import selectivity_test
+from model.config import TransformerConfig
+from model.tasks import get_task
+from model.train import TrainSettings, config_for_task
+from model.transformer import Transformer
+
+SEEDS = st.integers(0, 2**32 - 1)
+
+
+def _planted_units(rng, n=60, vocab=5, length=4):
+    """Tokens [n, T] and acts [n, T, 5]: token only, position only, both, noise, constant."""
+    tokens = balanced_sequences(rng, n, vocab, length)
+    positions = np.broadcast_to(np.arange(length), tokens.shape)
+    noise = rng.standard_normal((5, *tokens.shape))
+    acts = np.stack(
+        [
+            tokens + 0.1 * noise[0],
+            positions + 0.1 * noise[1],
+            tokens + positions + 0.1 * noise[2],
+            noise[3],
+            np.full(tokens.shape, 2.5),
+        ],
+        axis=-1,
+    )  # [n,T,5]
+    return acts, tokens
+
+
+# ---------------------------------------------------------------------------------------------
+# The notebook's ANOVA rule
+
+
+def test_notebook_selectivity_finds_the_planted_factors():
+    acts, tokens = _planted_units(np.random.default_rng(0))
+    result = persistence.notebook_selectivity(acts, tokens, alpha=0.05)
+    np.testing.assert_array_equal(result.token_selective, [True, False, True, False, False])
+    np.testing.assert_array_equal(result.position_selective, [False, True, True, False, False])
+    np.testing.assert_array_equal(result.both_selective, [False, False, True, False, False])
+    assert result.token_eta2[4] == 0.0  # the constant unit
+    assert result.position_eta2[4] == 0.0
+    assert result.token_eta2[0] > 0.9
+    assert result.position_eta2[1] > 0.9
+
+
+def test_notebook_selectivity_uses_scipy_anova_with_bonferroni_over_both_tests():
+    rng = np.random.default_rng(1)
+    tokens = balanced_sequences(rng, 30, 3, 4)
+    # a weak token effect: its p-value lands between alpha / (2 U) and alpha for some units
+    acts = 0.15 * tokens[..., None] + rng.standard_normal((*tokens.shape, 40))  # [n,T,40]
+    result = persistence.notebook_selectivity(acts, tokens, alpha=0.05)
+    rows = acts.reshape(-1, 40)
+    groups = [rows[tokens.reshape(-1) == token] for token in range(3)]
+    p_scipy = scipy.stats.f_oneway(*groups).pvalue  # [40]
+    np.testing.assert_array_equal(result.token_selective, p_scipy < 0.05 / 80)
+    assert np.any((p_scipy < 0.05) & ~result.token_selective)  # the correction bites
+
+
+def test_notebook_selectivity_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="acts must be"):
+        persistence.notebook_selectivity(np.zeros((4, 3, 2)), np.zeros((4, 2), int), 0.05)
+
+
+def test_eta2_by_factor_of_a_token_unit_on_a_balanced_design():
+    """A unit equal to its token: the token explains all of it, the position nothing (every
+    position holds every token equally often)."""
+    tokens = balanced_sequences(np.random.default_rng(7), 40, 4, 5)
+    eta2 = persistence.eta2_by_factor(tokens[..., None].astype(float), tokens)  # [2,1]
+    np.testing.assert_allclose(eta2, [[1.0], [0.0]], atol=1e-12)
+
+
+@given(SEEDS)
+def test_selective_by_factor_splits_claim_3s_selective_units(seed):
+    rng = np.random.default_rng(seed)
+    acts, tokens = _planted_units(rng)
+    test = selectivity_test(acts, tokens, rng, 19)
+    by_factor = persistence.selective_by_factor(test, 0.1, 0.06)  # [2,U]
+    np.testing.assert_array_equal(by_factor.any(axis=0), test.selective(0.1, 0.06))
+    assert not by_factor[:, 4].any()  # the constant unit
+
+
+# ---------------------------------------------------------------------------------------------
+# Overlap against random matching
+
+
+def test_overlap_of_identical_halves_is_one_subset_in_252():
+    selective = np.arange(10) < 5
+    result = persistence.overlap_test(selective, selective)
+    assert (result.shared, result.persistence, result.random_persistence) == (5, 1.0, 0.5)
+    assert result.p_value == pytest.approx(1 / 252)  # C(10, 5) subsets, one shares all 5
+
+
+@pytest.mark.parametrize(
+    ("initial", "trained"),
+    [(np.ones(8, bool), np.arange(8) < 3), (np.arange(8) < 3, np.ones(8, bool))],
+)
+def test_overlap_with_every_unit_selective_says_nothing(initial, trained):
+    """The trap: when a set holds every unit, the overlap is fixed by the sizes."""
+    assert persistence.overlap_test(initial, trained).p_value == 1.0
+
+
+def test_overlap_with_nothing_selective_at_init_has_persistence_zero():
+    result = persistence.overlap_test(np.zeros(6, bool), np.arange(6) < 2)
+    assert (result.persistence, result.p_value) == (0.0, 1.0)
+
+
+@given(
+    hnp.arrays(bool, st.integers(1, 8)).flatmap(
+        lambda initial: st.tuples(st.just(initial), hnp.arrays(bool, initial.shape))
+    )
+)
+def test_overlap_p_value_is_the_share_of_random_subsets_overlapping_at_least_as_much(sets):
+    """Exact enumeration: every subset of the units of the size of S1."""
+    initial, trained = sets
+    units, size = initial.size, int(trained.sum())
+    shared = int(np.count_nonzero(initial & trained))
+    overlaps = [
+        initial[list(subset)].sum() for subset in itertools.combinations(range(units), size)
+    ]
+    expected = np.mean(np.array(overlaps) >= shared)
+    assert persistence.overlap_test(initial, trained).p_value == pytest.approx(expected)
+
+
+@given(SEEDS)
+def test_overlap_does_not_depend_on_the_order_of_units(seed):
+    rng = np.random.default_rng(seed)
+    initial, trained = rng.random((2, 30)) < 0.4
+    order = rng.permutation(30)
+    assert persistence.overlap_test(initial, trained) == persistence.overlap_test(
+        initial[order], trained[order]
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Rank agreement against shuffled unit identities
+
+
+def test_rank_agreement_of_a_monotone_transform_is_perfect():
+    rng = np.random.default_rng(2)
+    values = rng.random(50)
+    result = persistence.rank_agreement(values, np.exp(3 * values), rng, 99)
+    assert result.correlation == pytest.approx(1.0)
+    assert result.p_value == pytest.approx(1 / 100)
+    assert result.null_high < 0.5
+
+
+def test_rank_agreement_of_a_constant_statistic_is_zero_with_p_one():
+    rng = np.random.default_rng(3)
+    result = persistence.rank_agreement(np.zeros(20), rng.random(20), rng, 49)
+    assert (result.correlation, result.p_value) == (0.0, 1.0)
+    assert np.all(result.null == 0.0)
+
+
+@given(SEEDS)
+def test_rank_agreement_finds_a_planted_agreement(seed):
+    rng = np.random.default_rng(seed)
+    initial = rng.standard_normal(60)
+    trained = initial + 0.5 * rng.standard_normal(60)
+    assert persistence.rank_agreement(initial, trained, rng, 99).p_value <= 0.05
+
+
+@given(SEEDS)
+def test_rank_agreement_matches_scipy_spearman(seed):
+    rng = np.random.default_rng(seed)
+    initial, trained = rng.integers(0, 5, (2, 25)).astype(float)  # ties included
+    expected = scipy.stats.spearmanr(initial, trained).statistic
+    result = persistence.rank_agreement(initial, trained, rng, 9)
+    assert result.correlation == pytest.approx(0.0 if np.isnan(expected) else expected, abs=1e-12)
+
+
+def test_rank_agreement_is_calibrated_without_agreement():
+    """Independent statistics: p <= 0.05 on about 5% of draws, not more."""
+    rng = np.random.default_rng(4)
+    p_values = [
+        persistence.rank_agreement(rng.random(40), rng.random(40), rng, 99).p_value
+        for _ in range(400)
+    ]
+    rejections = np.count_nonzero(np.array(p_values) <= 0.05)
+    assert scipy.stats.binomtest(rejections, 400, 0.05, alternative="greater").pvalue > 0.001
+
+
+# ---------------------------------------------------------------------------------------------
+# Held-out designs
+
+
+@given(SEEDS)
+def test_heldout_design_is_balanced_and_disjoint(seed):
+    rng = np.random.default_rng(seed)
+    # 4 of the 16 sequences: a clash is likely, and complementary pairs (balanced) stay free
+    design = balanced_sequences(rng, 4, 2, 4)
+    fresh = persistence.heldout_balanced_sequences(design, rng, 2, 2)
+    assert not {tuple(row) for row in fresh} & {tuple(row) for row in design}
+    for position in range(4):
+        np.testing.assert_array_equal(np.bincount(fresh[:, position], minlength=2), [1, 1])
+
+
+def test_heldout_design_gives_up_when_no_disjoint_design_exists():
+    every_sequence = np.array(list(itertools.product(range(2), repeat=3)))
+    with pytest.raises(ValueError, match="disjoint"):
+        persistence.heldout_balanced_sequences(every_sequence, np.random.default_rng(5), 2, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training and family accuracy
+
+
+class _NextIsPlusOne:
+    """A stand-in model whose logits always predict token + 1 (mod V)."""
+
+    vocab = 10
+
+    def __call__(self, tokens):
+        return np.eye(self.vocab)[(tokens + 1) % self.vocab]  # [n,T] -> [n,T,V]
+
+
+def test_family_accuracy_of_a_plus_one_predictor():
+    families = family_sequences(10, 9)
+    accuracy = persistence.family_accuracy(_NextIsPlusOne(), families)
+    assert accuracy["ascending"] == 1.0
+    assert accuracy["repeating"] == 0.0
+    assert accuracy["descending"] == 0.0
+
+
+def test_train_from_init_keeps_the_untrained_twin():
+    task = get_task("patterns")
+    cfg = config_for_task(TransformerConfig.preset("tiny-mha"), task)
+    model = Transformer(cfg, seed=0)
+    before = {name: value.copy() for name, value in model.params.items()}
+    settings = TrainSettings(steps=3, batch_size=4, lr=1e-2, warmup=1, eval_size=16)
+    pair = persistence.train_from_init(model, task, settings, family_sequences(10, 9))
+    assert pair.initial is model
+    for name, value in before.items():
+        np.testing.assert_array_equal(model.params[name], value)
+    assert any(not np.array_equal(pair.trained.params[name], before[name]) for name in before)
+    assert pair.losses.shape == (3,)
+    assert set(pair.trained_accuracy) == set(family_sequences(10, 9))
+    assert all(0.0 <= value <= 1.0 for value in pair.initial_accuracy.values())
+
+
+def test_rank_correlation_is_the_observed_rank_agreement():
+    rng = np.random.default_rng(6)
+    initial, trained = rng.random((2, 30))
+    expected = persistence.rank_agreement(initial, trained, rng, 9).correlation
+    assert persistence.rank_correlation(initial, trained) == expected
+    assert persistence.rank_correlation(np.ones(30), trained) == 0.0
