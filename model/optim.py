@@ -9,6 +9,34 @@ import numpy as np
 Params = dict[str, np.ndarray]
 
 
+class FlatParams:
+    """A model's parameters as views into one contiguous buffer, so that an optimizer step is a
+    handful of in-place array operations however many parameter arrays there are (per-array
+    overhead and fresh temporaries dominated the step of small models). Rebinds the entries of
+    `params` to the views: values, shapes and dtypes are unchanged, and the model keeps using
+    the same dict. Matrices come first, so the weight-decayed part is one slice."""
+
+    def __init__(self, params: Params):
+        self.names = sorted(params, key=lambda name: not _decays(params[name]))  # stable
+        self.buffer = np.concatenate([params[name].ravel() for name in self.names])  # [P]
+        self.grad = np.empty_like(self.buffer)  # [P] reused every step
+        self.n_decaying = sum(params[name].size for name in self.names if _decays(params[name]))
+        start = 0
+        for name in self.names:
+            shape, size = params[name].shape, params[name].size
+            params[name] = self.buffer[start : start + size].reshape(shape)
+            start += size
+
+    def gather(self, grads: Params) -> np.ndarray:
+        """The gradients in the buffer's layout, written into the reused `grad` buffer: [P]."""
+        return np.concatenate([grads[name].ravel() for name in self.names], out=self.grad)
+
+    def decay(self, lr: float, weight_decay: float) -> None:
+        """Decoupled weight decay of the matrices: p <- p (1 - lr wd)."""
+        if weight_decay:
+            self.buffer[: self.n_decaying] *= 1 - lr * weight_decay
+
+
 class SGD:
     """SGD with (heavy-ball) momentum and decoupled weight decay."""
 
@@ -16,18 +44,21 @@ class SGD:
         _check_hyper(lr=lr, momentum=momentum, weight_decay=weight_decay)
         if momentum >= 1:
             raise ValueError(f"momentum must be < 1, got {momentum}")
-        self.params, self.lr, self.momentum, self.weight_decay = params, lr, momentum, weight_decay
-        self.velocity = {name: np.zeros_like(value) for name, value in params.items()}
+        self.flat, self.lr, self.momentum, self.weight_decay = (
+            FlatParams(params),
+            lr,
+            momentum,
+            weight_decay,
+        )
+        self.velocity = np.zeros_like(self.flat.buffer)
 
     def step(self, grads: Params, lr: float | None = None) -> None:
         lr = self.lr if lr is None else lr
-        for name, param in self.params.items():
-            velocity = self.velocity[name]
-            velocity *= self.momentum
-            velocity += grads[name]
-            if self.weight_decay and _decays(param):
-                param *= 1 - lr * self.weight_decay
-            param -= lr * velocity
+        self.velocity *= self.momentum
+        self.velocity += self.flat.gather(grads)
+        self.flat.decay(lr, self.weight_decay)
+        grad = np.multiply(self.velocity, lr, out=self.flat.grad)
+        self.flat.buffer -= grad
 
 
 class AdamW:
@@ -44,27 +75,33 @@ class AdamW:
         _check_hyper(lr=lr, eps=eps, weight_decay=weight_decay)
         if not all(0 <= beta < 1 for beta in betas):
             raise ValueError(f"betas must lie in [0, 1), got {betas}")
-        self.params, self.lr, self.betas = params, lr, betas
+        self.flat, self.lr, self.betas = FlatParams(params), lr, betas
         self.eps, self.weight_decay = eps, weight_decay
-        self.moment1 = {name: np.zeros_like(value) for name, value in params.items()}
-        self.moment2 = {name: np.zeros_like(value) for name, value in params.items()}
+        self.moment1 = np.zeros_like(self.flat.buffer)
+        self.moment2 = np.zeros_like(self.flat.buffer)
+        self.scratch = np.empty_like(self.flat.buffer)
         self.steps = 0
 
     def step(self, grads: Params, lr: float | None = None) -> None:
+        """One update, in place, with no fresh temporaries (the buffers are reused)."""
         lr = self.lr if lr is None else lr
         self.steps += 1
         beta1, beta2 = self.betas
-        correction1 = 1 - beta1**self.steps
-        correction2 = 1 - beta2**self.steps
-        for name, param in self.params.items():
-            grad, m, v = grads[name], self.moment1[name], self.moment2[name]
-            m *= beta1
-            m += (1 - beta1) * grad
-            v *= beta2
-            v += (1 - beta2) * grad * grad
-            if self.weight_decay and _decays(param):
-                param *= 1 - lr * self.weight_decay
-            param -= (lr / correction1) * m / (np.sqrt(v / correction2) + self.eps)
+        grad, scratch = self.flat.gather(grads), self.scratch  # [P] each
+        self.moment1 *= beta1
+        self.moment1 += np.multiply(grad, 1 - beta1, out=scratch)
+        self.moment2 *= beta2
+        np.multiply(grad, grad, out=scratch)
+        scratch *= 1 - beta2
+        self.moment2 += scratch
+        # update = lr / c1 * m / (sqrt(v / c2) + eps), with c the bias corrections
+        np.divide(self.moment2, 1 - beta2**self.steps, out=scratch)
+        np.sqrt(scratch, out=scratch)
+        scratch += self.eps
+        np.divide(self.moment1, scratch, out=scratch)
+        scratch *= lr / (1 - beta1**self.steps)
+        self.flat.decay(lr, self.weight_decay)
+        self.flat.buffer -= scratch
 
 
 OPTIMIZERS = {"sgd": SGD, "adamw": AdamW}
