@@ -62,13 +62,18 @@ def names_predicate(names_filter, cfg: TransformerConfig) -> Callable[[str], boo
         return names_filter
     wanted = {names_filter} if isinstance(names_filter, str) else set(names_filter)
     check_names(wanted, cfg)
-    return wanted.__contains__
+    return wanted.__contains__ if wanted else keep_nothing
+
+
+def keep_nothing(name: str) -> bool:
+    """The names filter of a forward pass that caches nothing (`model(tokens)`)."""
+    return False
 
 
 class HookDispatcher:
     """Runs registered hooks at each hook point and caches what the predicate selects."""
 
-    def __init__(self, hooks: dict[str, list[HookFn]], keep: Callable[[str], bool] | None):
+    def __init__(self, hooks: dict[str, list[HookFn]], keep: Callable[[str], bool]):
         self.hooks = hooks
         self.keep = keep
         self.cache: dict[str, np.ndarray] = {}
@@ -78,7 +83,7 @@ class HookDispatcher:
             replaced = fn(value, name)
             if replaced is not None:
                 value = _checked_replacement(name, value, replaced)
-        if self.keep is not None and self.keep(name):
+        if self.keep(name):
             self.cache[name] = value
         return value
 

@@ -11,9 +11,17 @@ import numpy as np
 
 from model import layers
 from model.config import TransformerConfig
-from model.hooks import HookDispatcher, HookFn, hook_names, names_predicate, registered
+from model.hooks import (
+    HookDispatcher,
+    HookFn,
+    hook_names,
+    keep_nothing,
+    names_predicate,
+    registered,
+)
 
 CONFIG_KEY = "__config__"
+CHUNK_TOKENS = 2048  # forward passes over more tokens than this run in chunks (see run_with_cache)
 
 
 # ---------------------------------------------------------------- parameters
@@ -207,17 +215,33 @@ class Transformer:
 
     def __call__(self, tokens) -> np.ndarray:
         """Logits [batch, pos, vocab] for integer tokens [batch, pos]."""
-        tokens = self.check_tokens(tokens)
-        dispatch = HookDispatcher(self._hooks, None) if self._hooks else layers.no_hook
-        logits, _ = self._forward(tokens, dispatch, keep_caches=False)
-        return logits
+        return self.run_with_cache(tokens, names_filter=())[0]
 
     def run_with_cache(self, tokens, names_filter=None):
-        """(logits, cache): the activations at every hook point the filter selects."""
+        """(logits, cache): the activations at every hook point the filter selects.
+
+        Without registered hooks, a large batch runs in chunks of about CHUNK_TOKENS tokens and
+        the results are concatenated: the same numbers, with temporaries small enough to be
+        reused instead of paged in afresh. With hooks, the batch runs whole, so a hook sees
+        the whole activation once.
+        """
         tokens = self.check_tokens(tokens)
-        dispatch = HookDispatcher(self._hooks, names_predicate(names_filter, self.cfg))
+        keep = names_predicate(names_filter, self.cfg)
+        chunk = tokens.shape[0] if self._hooks else max(1, CHUNK_TOKENS // tokens.shape[1])
+        results = [self._run_chunk(tokens[start : start + chunk], keep)
+                   for start in range(0, tokens.shape[0], chunk)]  # fmt: skip
+        if len(results) == 1:
+            return results[0]
+        logits = np.concatenate([chunk_logits for chunk_logits, _ in results])
+        names = results[0][1]
+        cache = {name: np.concatenate([part[name] for _, part in results]) for name in names}
+        return logits, cache
+
+    def _run_chunk(self, tokens: np.ndarray, keep):
+        no_cache = not self._hooks and keep is keep_nothing
+        dispatch = layers.no_hook if no_cache else HookDispatcher(self._hooks, keep)
         logits, _ = self._forward(tokens, dispatch, keep_caches=False)
-        return logits, dispatch.cache
+        return logits, ({} if no_cache else dispatch.cache)
 
     def run_with_hooks(self, tokens, fwd_hooks: Iterable[tuple[str, HookFn]] = ()):
         """Logits with `fn(activation, hook_name)` run at each named hook point for this call."""
