@@ -29,10 +29,6 @@ READINGS = ("seed-protocol", "controlled")
 def load_registry(path: Path = REGISTRY_PATH) -> dict:
     with open(path, "rb") as handle:
         registry = tomllib.load(handle)
-    # TEMPORARY (while claims are written in parallel): claims/registry.d/*.toml are merged in.
-    for part in sorted(path.parent.joinpath("registry.d").glob("*.toml")):
-        with open(part, "rb") as handle:
-            registry.setdefault("claims", {}).update(tomllib.load(handle).get("claims", {}))
     for claim, entry in registry.get("claims", {}).items():
         _check_entry(claim, entry)
     return registry
