@@ -25,21 +25,19 @@ def hook_names(cfg: TransformerConfig) -> list[str]:
     names = ["hook_embed", "hook_pos_embed"]
     for layer in range(cfg.n_layers):
         block = f"blocks.{layer}"
-        names += [f"{block}.hook_resid_pre"]
-        names += [f"{block}.attn.{name}" for name in ATTENTION_HOOKS]
-        names += [f"{block}.hook_attn_out"]
-        names += _norm_then_resid(block, "ln1", "hook_resid_mid", cfg.norm)
-        names += [f"{block}.mlp.hook_pre", f"{block}.mlp.hook_post", f"{block}.hook_mlp_out"]
-        names += _norm_then_resid(block, "ln2", "hook_resid_post", cfg.norm)
+        attention = [f"{block}.attn.{name}" for name in ATTENTION_HOOKS]
+        attention.append(f"{block}.hook_attn_out")
+        mlp = [f"{block}.mlp.hook_pre", f"{block}.mlp.hook_post", f"{block}.hook_mlp_out"]
+        ln1, ln2 = f"{block}.ln1.hook_normalized", f"{block}.ln2.hook_normalized"
+        mid, post = f"{block}.hook_resid_mid", f"{block}.hook_resid_post"
+        names.append(f"{block}.hook_resid_pre")
+        if cfg.norm == "pre":  # LN on the way into each sublayer
+            names += [ln1, *attention, mid, ln2, *mlp, post]
+        else:  # LN of each residual sum, which is then the stream
+            names += [*attention, ln1, mid, *mlp, ln2, post]
     if cfg.final_ln:
         names.append("ln_final.hook_normalized")
     return names
-
-
-def _norm_then_resid(block: str, norm: str, resid: str, placement: str) -> list[str]:
-    """Post-LN normalizes the residual sum (LN output is the stream); pre-LN normalizes after."""
-    pair = [f"{block}.{resid}", f"{block}.{norm}.hook_normalized"]
-    return pair[::-1] if placement == "post" else pair
 
 
 def check_names(names: Iterable[str], cfg: TransformerConfig) -> None:

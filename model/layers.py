@@ -46,7 +46,8 @@ def embed_backward(dout: np.ndarray, cache):
 
 
 def pos_embed_forward(W_pos: np.ndarray, batch: int, n_pos: int):
-    out = np.broadcast_to(W_pos[:n_pos], (batch, n_pos, W_pos.shape[1]))  # [B,T,d], read-only view
+    # [T,d] -> [B,T,d], a real array: a hook may edit it in place
+    out = np.broadcast_to(W_pos[:n_pos], (batch, n_pos, W_pos.shape[1])).copy()
     return out, (W_pos.shape, n_pos)
 
 
@@ -205,7 +206,9 @@ def parameter_free_attention_forward(x: np.ndarray, causal: bool, hook: Hook):
     """The seed's attention: softmax(x xᵀ) x with no weights and no scaling (one head, dh = d)."""
     B, T, d = x.shape
     heads = x.reshape(B, T, 1, d)  # [B,T,1,d]: queries, keys and values are the input itself
-    q, k, v = hook("hook_q", heads), hook("hook_k", heads), hook("hook_v", heads)
+    # A hook may edit its activation in place: it then gets a copy, not the shared input.
+    own = heads.copy if hook is not no_hook else lambda: heads
+    q, k, v = hook("hook_q", own()), hook("hook_k", own()), hook("hook_v", own())
     z, attend_cache = attend_forward(q, k, v, 1.0, causal, hook)
     return z.reshape(B, T, d), attend_cache
 
