@@ -192,6 +192,17 @@ def test_hook_names_match_the_documented_list(cfg):
     assert set(names) == expected
 
 
+@given(models_and_tokens())
+def test_hook_names_come_in_the_order_the_forward_pass_reaches_them(model_and_tokens):
+    model, tokens = model_and_tokens
+    reached = []
+    with model.hooks(
+        [(name, lambda value, name: reached.append(name)) for name in model.hook_names()]
+    ):
+        model(tokens)
+    assert reached == model.hook_names()
+
+
 @pytest.mark.parametrize(
     ("typo", "near"),
     [
