@@ -485,13 +485,14 @@ def permute_labels(
     n = len(labels)
     if strata is None:  # one Fisher-Yates pass per row: ~9x faster than the lexsort below
         return rng.permuted(np.broadcast_to(labels, (m, n)), axis=1)
-    strata_codes, _ = _group_codes(
-        np.zeros(n) if strata is None else strata, n, min_groups=1, name="strata"
-    )
-    keys = rng.random((m, n))  # [m, n]
+    strata_codes, counts = _group_codes(strata, n, min_groups=1, name="strata")
     grouped = np.argsort(strata_codes, kind="stable")  # [n] sample indices, stratum by stratum
-    # [m, n]: each row's indices stratum by stratum as well, in random order within a stratum
-    shuffled = np.lexsort((keys, np.broadcast_to(strata_codes, keys.shape)), axis=-1)
+    # shuffled [m, n]: each row's indices stratum by stratum too, in random order within one
+    if np.all(counts == counts[0]):  # equal strata: shuffle the rows of a [strata, size] grid
+        blocks = np.broadcast_to(grouped.reshape(len(counts), -1), (m, len(counts), counts[0]))
+        shuffled = rng.permuted(blocks, axis=-1).reshape(m, n)
+    else:  # the integer part of code + key orders by stratum, the key at random within it
+        shuffled = np.argsort(strata_codes + rng.random((m, n)), axis=-1)
     permuted = np.empty((m, n), dtype=labels.dtype)
     permuted[:, grouped] = labels[shuffled]  # a sample receives a label from its own stratum
     return permuted

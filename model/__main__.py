@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from model.config import PRESETS, TransformerConfig, parse_overrides
+from model.memory import reuse_freed_memory
 from model.tasks import TASKS, get_task
 from model.train import TrainSettings, config_for_task, train
 from model.transformer import Transformer
@@ -29,6 +30,7 @@ STRUCTURED_INPUTS = {
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    reuse_freed_memory()
     try:
         cfg = TransformerConfig.preset(args.preset).replace(**parse_overrides(args.set))
     except (TypeError, ValueError) as error:

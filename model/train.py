@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from model.config import TransformerConfig
+from model.layers import log_softmax
 from model.optim import OPTIMIZERS, clip_grad_norm, learning_rate
 from model.tasks import Task
 from model.transformer import Transformer
@@ -62,8 +63,7 @@ def evaluate(model: Transformer, task: Task, size: int, seed: int) -> dict[str, 
     """Held-out loss and accuracy (argmax = target) on the scored positions of `size` problems."""
     tokens, targets, loss_mask = task.batch(np.random.default_rng([seed, 2]), size, "test")
     logits = model(tokens)  # [n,T,V]
-    log_probs = logits - logits.max(axis=-1, keepdims=True)
-    log_probs -= np.log(np.exp(log_probs).sum(axis=-1, keepdims=True))
+    log_probs = log_softmax(logits)
     target_log_probs = np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
     correct = logits.argmax(axis=-1) == targets
     return {

@@ -22,6 +22,7 @@ from model.hooks import (
 
 CONFIG_KEY = "__config__"
 CHUNK_TOKENS = 2048  # forward passes over more tokens than this run in chunks (see run_with_cache)
+KEPT_SHARE_FOR_CHUNKS = 4  # ... if they keep at most a quarter of the hook points
 
 
 # ---------------------------------------------------------------- parameters
@@ -220,21 +221,24 @@ class Transformer:
     def run_with_cache(self, tokens, names_filter=None):
         """(logits, cache): the activations at every hook point the filter selects.
 
-        Without registered hooks, a large batch runs in chunks of about CHUNK_TOKENS tokens and
-        the results are concatenated: the same numbers, with temporaries small enough to be
-        reused instead of paged in afresh. With hooks, the batch runs whole, so a hook sees
-        the whole activation once.
+        A large batch that keeps few activations runs in chunks of about CHUNK_TOKENS tokens,
+        concatenated: the same numbers, with temporaries small enough to stay in cache. Not
+        with hooks registered (a hook sees the whole activation once), nor when most
+        activations are kept (concatenating them would cost more than it saves).
         """
         tokens = self.check_tokens(tokens)
         keep = names_predicate(names_filter, self.cfg)
-        chunk = tokens.shape[0] if self._hooks else max(1, CHUNK_TOKENS // tokens.shape[1])
+        names = self.hook_names()
+        few_kept = sum(map(keep, names)) * KEPT_SHARE_FOR_CHUNKS <= len(names)
+        whole = self._hooks or not few_kept
+        chunk = tokens.shape[0] if whole else max(1, CHUNK_TOKENS // tokens.shape[1])
         results = [self._run_chunk(tokens[start : start + chunk], keep)
                    for start in range(0, tokens.shape[0], chunk)]  # fmt: skip
         if len(results) == 1:
             return results[0]
         logits = np.concatenate([chunk_logits for chunk_logits, _ in results])
-        names = results[0][1]
-        cache = {name: np.concatenate([part[name] for _, part in results]) for name in names}
+        kept = results[0][1]
+        cache = {name: np.concatenate([part[name] for _, part in results]) for name in kept}
         return logits, cache
 
     def _run_chunk(self, tokens: np.ndarray, keep):
