@@ -136,7 +136,7 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
         assert not np.isnan(controlled_result[f"{name}_median_holdout_d"])
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
     results = [memo(seed_protocol, model_config, seed, thresholds) for seed in seeds]
     counts = np.array([result["shared_count"] for result in results])
@@ -172,7 +172,7 @@ def _plot_top_sequences(ax, result: dict, seed: int) -> None:
     ax.legend(fontsize=7, loc="upper right")
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
 def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
     results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
     figure, (ax_effect, ax_fraction) = new_figure(2)

@@ -157,7 +157,7 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
     assert result["family_size"] == SEQ_LEN * model_config.vocab_size * model_config.d_model
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
     effects = np.array([memo(seed_protocol, model_config, s, thresholds)["effect"] for s in seeds])
     holds = effects >= thresholds["min_effect"]
@@ -170,7 +170,7 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, 
     judge(CLAIM, "seed-protocol", holds)
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
 def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
     results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
     by_key = {key: np.array([r[key] for r in results]) for key in results[0] if

@@ -112,7 +112,7 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
     assert all(0.0 <= fraction <= 1.0 for fraction in fractions)
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
     results = [memo(seed_protocol, model_config, seed, thresholds) for seed in seeds]
     counts = np.array([result["selective_dims_all"] for result in results])
@@ -131,7 +131,7 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, 
     judge(CLAIM, "seed-protocol", counts >= thresholds["seed_min_count"])
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
 def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
     results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
     sources = ("network", "embedding", "rotated", "gaussian")

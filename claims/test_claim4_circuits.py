@@ -217,7 +217,7 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
     assert result["pos3_n_effective"] == thresholds["n_sequences"]
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
     results = [memo(seed_protocol, model_config, seed, thresholds) for seed in seeds]
     above = np.array([result["pairs_above"] for result in results])
@@ -246,7 +246,7 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, 
     judge(CLAIM, "seed-protocol", (above > 0) & (below > 0))
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
 def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
     measured = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
     results = [entry["result"] for entry in measured]

@@ -225,7 +225,7 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
     assert all(0.0 < controlled_result[f"{s}_agreement_p"] <= 1.0 for s in sets)
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
     results = [memo(seed_protocol, model_config, seed, thresholds) for seed in seeds]
     max_abs_z = np.array([result["max_abs_z"] for result in results])
@@ -258,7 +258,7 @@ def _draw_seed_responses(ax, result: dict, seed: int, cut: float) -> None:
     ax.legend(fontsize=6, loc="best")
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
 def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
     results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
     sets = results[0]["unit_sets"]

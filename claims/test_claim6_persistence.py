@@ -242,7 +242,7 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
         assert -1.0 <= controlled_result[f"{factor}_rank_correlation"] <= 1.0
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
     results = [memo(seed_protocol, model_config, seed, thresholds) for seed in seeds]
     init = np.array([result["init_both_share"] for result in results])
@@ -253,7 +253,7 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, 
     assert_trained(evidence, model_config, seeds, thresholds)
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
 def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
     results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
     evidence.figure(f"eta² at init and trained (seed {seeds[0]})", eta2_scatter(results[0]))

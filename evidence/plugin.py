@@ -25,7 +25,10 @@ the one its outcome gives (the reasons are in `evidence.outcomes`):
 
 A claim's summary pools its tests over `seed` per test function and other parameters (e.g.
 per preset): pass rate (share of decided tests that support it) with a 95% Wilson interval,
-and the median and 2.5-97.5% range of each numeric value (`evidence.results`).
+and the median and 2.5-97.5% range of each numeric value (`evidence.results`). A test marked
+`decides=True` (typically one that weighs all seeds at once) gives the claim's verdict for its
+parameters; the report opens with those verdicts, beside the pass rate of the claim's other
+tests with the same parameters (typically one test per seed).
 
 Transport. The fixture's content travels as plain JSON on an attribute of the test report,
 which pytest serializes with the report, so it crosses pytest-xdist like pytest-json-report's
@@ -52,11 +55,12 @@ from evidence.values import is_scalar, to_jsonable
 
 CLAIM_MARKER = "claim"
 CLAIM_MARKER_HELP = (
-    f'{CLAIM_MARKER}(id, statement=""): the test is evidence for the claim `id`; '
-    "its outcome and recorded values go into the evidence report"
+    f'{CLAIM_MARKER}(id, statement="", decides=False): the test is evidence for the claim `id`; '
+    "its outcome and recorded values go into the evidence report; with decides=True its "
+    "verdict is the claim's verdict for its parameters (other than seed)"
 )
 SETTINGS_KEY = pytest.StashKey[Settings]()
-CLAIM_KEY = pytest.StashKey[tuple[str, str]]()
+CLAIM_KEY = pytest.StashKey[tuple[str, str, bool]]()
 MARKER_ERROR_KEY = pytest.StashKey[str]()
 RECORDER_KEY = pytest.StashKey[Evidence]()
 
@@ -91,21 +95,23 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail(item.stash[MARKER_ERROR_KEY], pytrace=False)
 
 
-def claim_of(marker: pytest.Mark) -> tuple[str, str]:
-    """(claim id, statement) of a claim marker; ValueError for a malformed one."""
+def claim_of(marker: pytest.Mark) -> tuple[str, str, bool]:
+    """(claim id, statement, decides) of a claim marker; ValueError for a malformed one."""
     claim_id = marker.args[0] if len(marker.args) == 1 else None
     statement = marker.kwargs.get("statement", "")
+    decides = marker.kwargs.get("decides", False)
     if (
         not isinstance(claim_id, str)
         or not claim_id.strip()
-        or set(marker.kwargs) - {"statement"}
+        or set(marker.kwargs) - {"statement", "decides"}
         or not isinstance(statement, str)
+        or not isinstance(decides, bool)
     ):
         raise ValueError(
-            f'use @pytest.mark.{CLAIM_MARKER}("claim-id", statement="..."), '
+            f'use @pytest.mark.{CLAIM_MARKER}("claim-id", statement="...", decides=False), '
             f"got args {marker.args!r} and keywords {marker.kwargs!r}"
         )
-    return claim_id, statement
+    return claim_id, statement, decides
 
 
 @pytest.fixture
@@ -133,9 +139,15 @@ def takes_part(item: pytest.Item) -> bool:
 
 def payload_of(item: pytest.Item) -> dict[str, Any]:
     """What the report of each phase carries: claim, parameters and what was recorded so far."""
-    claim, statement = item.stash.get(CLAIM_KEY, (UNCLAIMED, ""))
+    claim, statement, decides = item.stash.get(CLAIM_KEY, (UNCLAIMED, "", False))
     recorder = item.stash.get(RECORDER_KEY, None) or Evidence(item.nodeid, {}, None)
-    return {"claim": claim, "statement": statement, "params": params_of(item), **recorder.payload()}
+    return {
+        "claim": claim,
+        "statement": statement,
+        "decides": decides,
+        "params": params_of(item),
+        **recorder.payload(),
+    }
 
 
 def params_of(item: pytest.Item) -> dict[str, Any]:

@@ -103,12 +103,33 @@ def report_blocks(results: dict[str, Any], comparison: dict[str, Any] | None) ->
                 f"Incomplete run ({results['stopped']}): only the tests that finished are shown."
             )
         )
+    if any(claim["verdicts"] for claim in results["claims"]):
+        blocks += [Heading(2, "Verdicts"), Table(*verdicts_table(results))]
     blocks += [Heading(2, "Summary"), Table(*summary_table(results))]
     if comparison is not None:
         blocks += comparison_blocks(comparison)
     for claim in results["claims"]:
         blocks += claim_blocks(claim)
     return blocks
+
+
+def verdicts_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """One row per deciding test: its verdict, and how often the claim's other tests held."""
+    verdicts = [(claim["claim"], row) for claim in results["claims"] for row in claim["verdicts"]]
+    columns = sorted({name for _, row in verdicts for name in row["group"]})
+    headers = ["claim", *columns, "verdict", "held", "95% CI", "check"]
+    rows = [
+        [
+            claim,
+            *(display(row["group"].get(name)) for name in columns),
+            row["verdict"],
+            _pass_rate(row),
+            _interval(row["pass_rate_ci95"]),
+            row["outcome"] if not row["message"] else f"{row['outcome']}: {row['message']}",
+        ]
+        for claim, row in verdicts
+    ]
+    return headers, rows
 
 
 def summary_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

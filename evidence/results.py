@@ -11,6 +11,10 @@ claim are different readings of it and are never pooled. For each group:
   claim, with its 95% Wilson interval `pass_rate_ci95`;
 - `verdict`: the verdict its tests share, or `mixed`;
 - `statistics`: for every numeric value recorded, its median and 2.5-97.5% range over the group.
+
+A test marked `decides=True` gives the claim's verdict for its parameters (other than `seed`):
+each claim lists these under `verdicts`, each with the pass rate of the claim's other tests of
+the same parameters (e.g. the per-seed tests beside a cross-seed verdict).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ def record_of(nodeid: str, payload: dict[str, Any], outcome: str, message: str) 
         "nodeid": nodeid,
         "claim": payload["claim"],
         "statement": payload["statement"],
+        "decides": payload.get("decides", False),
         "params": payload["params"],
         "outcome": outcome,
         "verdict": verdict,
@@ -66,6 +71,7 @@ def claim_results(claim: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "claim": claim,
         "statement": statements[0] if statements else "",
+        "verdicts": [deciding_verdict(row, rows) for row in rows if row["decides"]],
         "summary": [group_summary(group_rows) for group_rows in groups(rows).values()],
         "tests": [
             {key: row[key] for key in row if key not in ("claim", "statement")} for row in rows
@@ -82,10 +88,39 @@ def groups(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return grouped
 
 
-def group_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def deciding_verdict(decider: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A deciding test's verdict, with the pass rate of the claim's other tests of its group."""
+    group = group_params(decider)
+    others = [row for row in rows if not row["decides"] and group_params(row) == group]
+    return {
+        "test": function_of(decider["nodeid"]),
+        "group": group,
+        "verdict": decider["verdict"],
+        "outcome": decider["outcome"],
+        "message": decider["message"],
+        **pass_rate(others),
+    }
+
+
+def pass_rate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many rows are decided (supported or refuted), how many support, with a Wilson CI."""
     verdicts = [row["verdict"] for row in rows]
     supported = verdicts.count("supported")
     decided = supported + verdicts.count("refuted")
+    return {
+        "supported": supported,
+        "decided": decided,
+        "pass_rate": round_float(supported / decided) if decided else None,
+        "pass_rate_ci95": (
+            [round_float(bound) for bound in wilson_interval(supported, decided)]
+            if decided
+            else None
+        ),
+    }
+
+
+def group_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    verdicts = [row["verdict"] for row in rows]
     return {
         "test": function_of(rows[0]["nodeid"]),
         "group": group_params(rows[0]),
@@ -96,14 +131,7 @@ def group_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             if (count := sum(row["outcome"] == outcome for row in rows))
         },
         "verdict": verdicts[0] if len(set(verdicts)) == 1 else "mixed",
-        "supported": supported,
-        "decided": decided,
-        "pass_rate": round_float(supported / decided) if decided else None,
-        "pass_rate_ci95": (
-            [round_float(bound) for bound in wilson_interval(supported, decided)]
-            if decided
-            else None
-        ),
+        **pass_rate(rows),
         "statistics": {
             name: spread(
                 [row["values"][name] for row in rows if is_number(row["values"].get(name))]

@@ -409,4 +409,46 @@ def test_a_malformed_claim_marker_fails_its_test_and_only_it(pytester):
 
 def test_the_claim_marker_is_registered(pytester):
     result = run(pytester, "--markers")
-    result.stdout.fnmatch_lines(['@pytest.mark.claim(id, statement=""): *'])
+    result.stdout.fnmatch_lines(['@pytest.mark.claim(id, statement="", decides=False): *'])
+
+
+DECIDING_TESTS = """
+import pytest
+
+
+@pytest.mark.claim("gamma", statement="Gamma holds on most seeds.")
+@pytest.mark.parametrize("preset", ["small", "large"])
+@pytest.mark.parametrize("seed", range(4))
+def test_gamma(evidence, preset, seed):
+    holds = seed < (3 if preset == "small" else 1)
+    evidence.record(verdict="supported" if holds else "refuted")
+
+
+@pytest.mark.claim("gamma", decides=True)
+@pytest.mark.parametrize("preset", ["small", "large"])
+def test_gamma_across_seeds(evidence, preset):
+    evidence.record(verdict="supported" if preset == "small" else "refuted")
+    assert preset == "small", "the registry says supported"
+"""
+
+
+def test_a_deciding_test_gives_the_claims_verdict_beside_the_seeds_pass_rate(pytester):
+    pytester.makepyfile(test_deciding=DECIDING_TESTS)
+    run(pytester).assert_outcomes(passed=9, failed=1)
+    verdicts = results_of(pytester.path / "reports" / "latest")["claims"][0]["verdicts"]
+    by_preset = {row["group"]["preset"]: row for row in verdicts}
+    assert by_preset["small"]["verdict"] == "supported"
+    assert (by_preset["small"]["supported"], by_preset["small"]["decided"]) == (3, 4)
+    assert by_preset["large"]["verdict"] == "refuted"
+    assert (by_preset["large"]["supported"], by_preset["large"]["decided"]) == (1, 4)
+    assert by_preset["large"]["outcome"] == "failed"
+    index = (pytester.path / "reports" / "latest" / "index.md").read_text()
+    verdicts_section = index.split("## Verdicts", 1)[1].split("## Summary", 1)[0]
+    assert re.search(r"gamma\s*\|\s*small\s*\|\s*supported\s*\|\s*3/4", verdicts_section)
+    assert "the registry says supported" in verdicts_section
+
+
+def test_a_report_without_deciding_tests_has_no_verdicts_section(pytester):
+    write_claims(pytester)
+    run(pytester)
+    assert "## Verdicts" not in (pytester.path / "reports" / "latest" / "index.md").read_text()
