@@ -20,42 +20,14 @@ from scipy.special import log_softmax
 from model.config import TransformerConfig
 from model.transformer import Transformer
 from tests.model.gradcheck import KinkCrossed, assert_gradients_match, check_gradients
-
-seeds = st.integers(min_value=0, max_value=2**32 - 1)
-
+from tests.model.strategies import configs, seeds
 
 # ---------------------------------------------------------------- strategies and helpers
 
 
-@st.composite
-def model_configs(draw, **fixed) -> TransformerConfig:
-    """A small config of any variant (d_model <= 16, <= 2 layers, n_ctx <= 8); pin with kwargs."""
-
-    def pick(name, strategy):
-        return fixed[name] if name in fixed else draw(strategy)
-
-    attention = pick("attention", st.sampled_from(["standard", "parameter-free"]))
-    d_model = pick("d_model", st.integers(2, 16))
-    divisors = [k for k in range(1, min(d_model, 4) + 1) if d_model % k == 0]
-    n_heads = 1 if attention == "parameter-free" else pick("n_heads", st.sampled_from(divisors))
-    return TransformerConfig(
-        vocab_size=pick("vocab_size", st.integers(2, 8)),
-        d_model=d_model,
-        n_layers=pick("n_layers", st.integers(1, 2)),
-        n_heads=n_heads,
-        d_mlp=pick("d_mlp", st.integers(1, 16)),
-        n_ctx=pick("n_ctx", st.integers(2, 8)),
-        attention=attention,
-        norm=pick("norm", st.sampled_from(["pre", "post"])),
-        ln_affine=pick("ln_affine", st.booleans()),
-        final_ln=pick("final_ln", st.booleans()),
-        act_fn=pick("act_fn", st.sampled_from(["relu", "gelu"])),
-        pos_embed=pick("pos_embed", st.sampled_from(["learned", "sinusoidal"])),
-        unembed_bias=pick("unembed_bias", st.booleans()),
-        causal=pick("causal", st.booleans()),
-        init=pick("init", st.sampled_from(["gpt2", "pytorch", "seed"])),
-        dtype=pick("dtype", st.just("float64")),
-    )
+def model_configs(**fixed) -> st.SearchStrategy[TransformerConfig]:
+    """A small config of any variant with at least 2 positions; pin fields with kwargs."""
+    return configs(min_ctx=2, **{"d_mlp": st.integers(1, 16), **fixed})
 
 
 def generic_params(cfg: TransformerConfig, seed: int) -> dict[str, np.ndarray]:
