@@ -45,7 +45,6 @@ from interp.persistence import (
     overlap_test,
     rank_agreement,
     rank_correlation,
-    selective_by_factor,
     train_from_init,
 )
 from interp.selectivity import selectivity_test
@@ -177,7 +176,7 @@ def controlled(cfg, seed: int, thresholds: dict) -> dict:
 def factor_selectivity(acts, tokens, rng, thresholds: dict) -> dict:
     """{factor: eta² [U]} and {factor_selective: [U] bool} by claim 3's rule, per factor."""
     test = selectivity_test(acts, tokens, rng, thresholds["n_permutations"])
-    selective = selective_by_factor(test, thresholds["fdr"], thresholds["min_eta2"])  # [2,U]
+    selective = test.selective_by_factor(thresholds["fdr"], thresholds["min_eta2"])  # [2,U]
     eta2 = (test.token_eta2, test.position_eta2)
     return {
         **dict(zip(FACTORS, eta2, strict=True)),

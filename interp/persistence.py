@@ -2,8 +2,6 @@
 
 - `notebook_selectivity`: the seed notebook's rule, one-way ANOVA of each unit by token and by
   position with a Bonferroni correction, and the eta² of each.
-- `selective_by_factor`: claim 3's controlled rule (permutation p-values, BH, minimum eta²),
-  kept apart for the token and the position.
 - `overlap_test`: how many units selective before training are selective after it, against
   random matching of units (the hypergeometric distribution of the overlap of two random sets
   of the observed sizes).
@@ -22,9 +20,7 @@ import numpy as np
 import scipy.stats
 
 from interp.inputs import balanced_sequences
-from interp.selectivity import SelectivityTest
 from interp.stats import (
-    benjamini_hochberg,
     cross_correlation,
     eta_squared,
     one_way_anova,
@@ -72,14 +68,6 @@ def eta2_by_factor(acts: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     """Eta² of each unit by current token (pooled over positions) and by position: [2, U]."""
     rows, flat_tokens, positions = _rows(acts, tokens)
     return np.stack([eta_squared(rows, flat_tokens), eta_squared(rows, positions)])
-
-
-def selective_by_factor(test: SelectivityTest, fdr: float, min_eta2: float) -> np.ndarray:
-    """[2, U] bool: token- (row 0) and position-selective (row 1) units by claim 3's rule, a
-    discovery of Benjamini-Hochberg at `fdr` across all units and both tests whose eta² is at
-    least `min_eta2`. (`test.selective(fdr, min_eta2)` is this array's `any(axis=0)`.)"""
-    discoveries = benjamini_hochberg(np.stack([test.token_p, test.position_p]), fdr)  # [2,U]
-    return discoveries & (np.stack([test.token_eta2, test.position_eta2]) >= min_eta2)
 
 
 @dataclass(frozen=True)

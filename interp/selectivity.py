@@ -48,12 +48,16 @@ class SelectivityTest:
     position_eta2: np.ndarray  # [U]
     position_p: np.ndarray  # [U]
 
-    def selective(self, fdr: float, min_eta2: float) -> np.ndarray:
-        """[U] bool: a token or position effect that survives Benjamini-Hochberg at `fdr`
-        across all units and both tests, and explains at least `min_eta2` of the variance."""
+    def selective_by_factor(self, fdr: float, min_eta2: float) -> np.ndarray:
+        """[2, U] bool: token- (row 0) and position-selective (row 1) units: an effect that
+        survives Benjamini-Hochberg at `fdr` across all units and both tests, and explains at
+        least `min_eta2` of the unit's variance."""
         discoveries = benjamini_hochberg(np.stack([self.token_p, self.position_p]), fdr)  # [2,U]
-        large = np.stack([self.token_eta2, self.position_eta2]) >= min_eta2
-        return (discoveries & large).any(axis=0)
+        return discoveries & (np.stack([self.token_eta2, self.position_eta2]) >= min_eta2)
+
+    def selective(self, fdr: float, min_eta2: float) -> np.ndarray:
+        """[U] bool: token- or position-selective (see `selective_by_factor`)."""
+        return self.selective_by_factor(fdr, min_eta2).any(axis=0)
 
 
 def selectivity_test(

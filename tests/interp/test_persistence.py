@@ -88,7 +88,7 @@ def test_selective_by_factor_splits_claim_3s_selective_units(seed):
     rng = np.random.default_rng(seed)
     acts, tokens = _planted_units(rng)
     test = selectivity_test(acts, tokens, rng, 19)
-    by_factor = persistence.selective_by_factor(test, 0.1, 0.06)  # [2,U]
+    by_factor = test.selective_by_factor(0.1, 0.06)  # [2,U]
     np.testing.assert_array_equal(by_factor.any(axis=0), test.selective(0.1, 0.06))
     assert not by_factor[:, 4].any()  # the constant unit
 
