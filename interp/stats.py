@@ -29,7 +29,7 @@ _MAX_CHUNK_ELEMENTS = 2**22
 # Null draws within this relative distance below the observed value count as ties (>=): the same
 # statistic summed in another order differs by rounding, which must not make it "smaller".
 _TIE_RTOL = 1e-10
-# scipy >= 1.15 names the generator `rng`; 1.10 to 1.14 call it `random_state`.
+# scipy >= 1.15 names the generator `rng`; 1.11 to 1.14 call it `random_state`.
 _BOOTSTRAP_RNG_KEYWORD = (
     "rng" if "rng" in inspect.signature(scipy.stats.bootstrap).parameters else "random_state"
 )

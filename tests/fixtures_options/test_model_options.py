@@ -134,7 +134,6 @@ def test_a_bad_registry_is_a_usage_error(pytester):
 
 
 def test_model_fixture_builds_the_configured_model(pytester):
-    pytest.importorskip("model.transformer")
     pytester.makepyfile(
         """
         def test_model(model, model_config):

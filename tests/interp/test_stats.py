@@ -100,9 +100,6 @@ def test_bh_on_a_hand_computed_example():
     np.testing.assert_array_equal(stats.benjamini_hochberg(p, 0.06), [True, True, True, False])
 
 
-@pytest.mark.skipif(
-    not hasattr(scipy.stats, "false_discovery_control"), reason="needs scipy >= 1.11"
-)
 @given(hnp.arrays(np.float64, hnp.array_shapes(max_dims=3, max_side=6), elements=P_VALUES))
 def test_bh_adjust_matches_scipy_false_discovery_control(p):
     expected = scipy.stats.false_discovery_control(p.ravel()).reshape(p.shape)
