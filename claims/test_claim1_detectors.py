@@ -32,15 +32,13 @@ from interp.detectors import (
 )
 from interp.inputs import balanced_sequences, random_sequences
 from interp.stats import discovery_split, gaussian_features, random_rotation, rotate_units
-from interp.units import UnitSet, activations, embedding_only, unit_sets
+from interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
 from model.transformer import Transformer
 
 CLAIM = "feature-detectors"
 STATEMENT = (
     "Units of a random transformer are feature detectors: each fires for one token at one position."
 )
-SEQ_LEN = 4  # the seed's sequence length
-SEED_UNITS = UnitSet("L0 resid", "blocks.0.hook_resid_post")  # the seed's "neurons"
 SEED_DIM = 0  # the dimension the seed ranked sequences by
 SOURCES = ("network", "embedding", "rotated", "gaussian")
 
@@ -49,7 +47,7 @@ def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
     """The seed's printout: the 5 random sequences on which dim 0 peaks, and what they share."""
     model = Transformer(cfg, seed=seed)
     tokens = random_sequences(np.random.default_rng([seed, 1, 0]), thresholds["seed_samples"],
-                              cfg.vocab_size, SEQ_LEN)  # fmt: skip
+                              cfg.vocab_size, SEED_SEQ_LEN)  # fmt: skip
     acts = activations(model, tokens, [SEED_UNITS])[SEED_UNITS.label]  # [n,T,d]
     responses = acts[..., SEED_DIM].max(axis=1)  # [n]
     top = top_sequences(responses, thresholds["seed_top"])  # [k]
@@ -68,7 +66,7 @@ def controlled(cfg, seed: int, thresholds: dict) -> dict:
     """Confirmed detectors and held-out effects of the network's units and of three nulls."""
     model = Transformer(cfg, seed=seed)
     rng = np.random.default_rng([seed, 1, 1])
-    tokens = balanced_sequences(rng, thresholds["n_sequences"], cfg.vocab_size, SEQ_LEN)
+    tokens = balanced_sequences(rng, thresholds["n_sequences"], cfg.vocab_size, SEED_SEQ_LEN)
     split = discovery_split(len(tokens), thresholds["discovery_fraction"], rng)
     by_set = activations(model, tokens, unit_sets(model))  # {label: [n,T,units]}
     network = np.concatenate(list(by_set.values()), axis=-1)  # [n,T,U], L0 resid first
@@ -102,7 +100,7 @@ def controlled(cfg, seed: int, thresholds: dict) -> dict:
 
 
 def _chance(cfg, thresholds: dict) -> float:
-    return chance_of_shared_feature(cfg.vocab_size, SEQ_LEN, thresholds["seed_top"],
+    return chance_of_shared_feature(cfg.vocab_size, SEED_SEQ_LEN, thresholds["seed_top"],
                                     thresholds["seed_min_shared"])  # fmt: skip
 
 

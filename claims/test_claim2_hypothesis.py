@@ -31,13 +31,11 @@ from interp.stats import (
     random_rotation,
     rotate_units,
 )
-from interp.units import UnitSet, activations, embedding_only
+from interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only
 from model.transformer import Transformer
 
 CLAIM = "specific-hypothesis"
 STATEMENT = "Dimension 0 of the residual stream after block 0 detects token 7 at position 3."
-SEQ_LEN = 4  # the seed's sequence length
-SEED_UNITS = UnitSet("L0 resid", "blocks.0.hook_resid_post")  # the seed's "neurons"
 SEED_DIM, SEED_TOKEN, SEED_POSITION = 0, 7, 3  # the seed's hand-picked hypothesis
 HAND_PICKED = (SEED_POSITION, SEED_TOKEN, SEED_DIM)  # index into a family [T, V, d]
 FAMILY_ARRAYS = ("family_effects", "embedding_family_effects", "rotated_family_effects")
@@ -48,9 +46,9 @@ def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
     model = Transformer(cfg, seed=seed)
     rng = np.random.default_rng([seed, 2, 0])
     n, vocab = thresholds["seed_samples"], cfg.vocab_size
-    with_token = random_sequences(rng, n, vocab, SEQ_LEN)
+    with_token = random_sequences(rng, n, vocab, SEED_SEQ_LEN)
     with_token[:, SEED_POSITION] = SEED_TOKEN
-    without = random_sequences(rng, n, vocab, SEQ_LEN)
+    without = random_sequences(rng, n, vocab, SEED_SEQ_LEN)
     without[:, SEED_POSITION] = (SEED_TOKEN + rng.integers(1, vocab, n)) % vocab  # any other
     acts = activations(model, np.vstack([with_token, without]), [SEED_UNITS])[SEED_UNITS.label]
     at_hypothesis = acts[:, SEED_POSITION, SEED_DIM]  # [2n]
@@ -66,13 +64,13 @@ def controlled(cfg, seed: int, thresholds: dict) -> dict:
     """The hand-picked hypothesis on every sequence, tested within its family, with nulls."""
     model = Transformer(cfg, seed=seed)
     rng = np.random.default_rng([seed, 2, 1])
-    tokens = all_sequences(cfg.vocab_size, SEQ_LEN)  # [V^T,T]
+    tokens = all_sequences(cfg.vocab_size, SEED_SEQ_LEN)  # [V^T,T]
     acts = activations(first_blocks(model, 1), tokens, [SEED_UNITS])[SEED_UNITS.label]  # [n,T,d]
     rows = _distinct_rows(cfg)
     tested = [
         token_effect_test(acts[rows[p], p], tokens[rows[p], p], cfg.vocab_size, rng,
                           thresholds["n_permutations"])
-        for p in range(SEQ_LEN)
+        for p in range(SEED_SEQ_LEN)
     ]  # fmt: skip
     effects = np.stack([effect for effect, _ in tested])  # [T,V,d]
     p_values = np.stack([p for _, p in tested])  # [T,V,d]
@@ -112,15 +110,15 @@ def _distinct_rows(cfg) -> list[np.ndarray]:
     """Per position p, the rows of all_sequences that hold distinct inputs at p: with a causal
     model the activation at p depends on x[:p+1] only, so 10^(p+1) rows; otherwise all."""
     if cfg.causal:
-        return [distinct_prefix_rows(cfg.vocab_size, SEQ_LEN, p) for p in range(SEQ_LEN)]
-    return [np.arange(cfg.vocab_size**SEQ_LEN)] * SEQ_LEN
+        return [distinct_prefix_rows(cfg.vocab_size, SEED_SEQ_LEN, p) for p in range(SEED_SEQ_LEN)]
+    return [np.arange(cfg.vocab_size**SEED_SEQ_LEN)] * SEED_SEQ_LEN
 
 
 def _family_effects(acts: np.ndarray, tokens: np.ndarray, rows, cfg) -> np.ndarray:
     """Glass's delta of every (position, token, unit) candidate: acts [n,T,d] -> [T,V,d]."""
     return np.stack(
         [token_effects(acts[rows[p], p], tokens[rows[p], p], cfg.vocab_size)
-         for p in range(SEQ_LEN)]
+         for p in range(SEED_SEQ_LEN)]
     )  # fmt: skip
 
 
@@ -154,7 +152,7 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
     )
     assert result["effect_low"] <= result["effect"] <= result["effect_high"]
     assert 0.0 < result["p_value"] <= 1.0
-    assert result["family_size"] == SEQ_LEN * model_config.vocab_size * model_config.d_model
+    assert result["family_size"] == SEED_SEQ_LEN * model_config.vocab_size * model_config.d_model
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)

@@ -25,13 +25,11 @@ from claim_plots import across_seeds, new_figure, sources_across_seeds
 from interp.inputs import balanced_sequences, random_sequences
 from interp.selectivity import seed_selectivity, selectivity_test
 from interp.stats import gaussian_features, random_rotation, rotate_units
-from interp.units import UnitSet, activations, embedding_only, unit_sets
+from interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
 from model.transformer import Transformer
 
 CLAIM = "selectivity"
 STATEMENT = "A random transformer holds many token- and position-selective units."
-SEQ_LEN = 4  # the seed's sequence length
-SEED_UNITS = UnitSet("L0 resid", "blocks.0.hook_resid_post")  # the seed's "neurons"
 SEED_PRINTED_DIMS = 10  # the seed's code looked at dimensions 0-9
 SEED_SAMPLES = 500
 
@@ -40,7 +38,7 @@ def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
     """The seed's measurement: 500 random sequences, std of per-position and per-token means."""
     model = Transformer(cfg, seed=seed)
     tokens = random_sequences(np.random.default_rng([seed, 3, 0]), SEED_SAMPLES, cfg.vocab_size,
-                              SEQ_LEN)  # fmt: skip
+                              SEED_SEQ_LEN)  # fmt: skip
     acts = activations(model, tokens, [SEED_UNITS])[SEED_UNITS.label]  # [n,T,d]
     result = seed_selectivity(acts, tokens, thresholds["seed_std"])
     printed = slice(0, SEED_PRINTED_DIMS)
@@ -57,7 +55,7 @@ def controlled(cfg, seed: int, thresholds: dict) -> dict:
     """Selectivity of the network's units and of the three nulls on one balanced design."""
     model = Transformer(cfg, seed=seed)
     rng = np.random.default_rng([seed, 3, 1])
-    tokens = balanced_sequences(rng, thresholds["n_sequences"], cfg.vocab_size, SEQ_LEN)
+    tokens = balanced_sequences(rng, thresholds["n_sequences"], cfg.vocab_size, SEED_SEQ_LEN)
     by_set = activations(model, tokens, unit_sets(model))  # {label: [n,T,units]}
     network = np.concatenate(list(by_set.values()), axis=-1)  # [n,T,U]
     sources = {

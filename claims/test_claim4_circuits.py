@@ -45,17 +45,15 @@ from interp.stats import (
     gaussian_features,
     random_rotation,
 )
-from interp.units import UnitSet, activations, embedding_only, unit_sets
+from interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
 from model.transformer import Transformer
 
 CLAIM = "circuits"
 STATEMENT = "A random transformer holds strongly correlated and opposing unit pairs (circuits)."
-SEQ_LEN = 4  # the seed's sequence length
-SEED_UNITS = UnitSet("L0 resid", "blocks.0.hook_resid_post")  # the seed's "neurons"
 SEED_PRINTED_DIMS = np.arange(5)  # the seed printed partners of dimensions 0-4
 SEED_SAMPLES = 500
 SOURCES = ("network", "embedding", "rotated", "gaussian")
-POSITIONS = {"pos0": 0, "pos3": SEQ_LEN - 1}
+POSITIONS = {"pos0": 0, "pos3": SEED_SEQ_LEN - 1}
 ABS_R_BINS = np.linspace(0.0, 1.0, 21)  # |r| histogram bins of the figures
 
 
@@ -63,7 +61,7 @@ def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
     """The seed's measurement: r between residual dims at position 0 over 500 random sequences."""
     model = Transformer(cfg, seed=seed)
     tokens = random_sequences(np.random.default_rng([seed, 4, 0]), SEED_SAMPLES, cfg.vocab_size,
-                              SEQ_LEN)  # fmt: skip
+                              SEED_SEQ_LEN)  # fmt: skip
     acts = activations(model, tokens, [SEED_UNITS])[SEED_UNITS.label][:, 0]  # [n,d] at position 0
     corr = correlation_matrix(acts)  # [d,d]
     partners = strongest_partners(corr, SEED_PRINTED_DIMS, thresholds["seed_print_r"])
@@ -92,8 +90,9 @@ def controlled(cfg, seed: int, thresholds: dict) -> dict:
     model = Transformer(cfg, seed=seed)
     rng = np.random.default_rng([seed, 4, 1])
     vocab = cfg.vocab_size
-    first_tokens = all_sequences(vocab, SEQ_LEN)[distinct_prefix_rows(vocab, SEQ_LEN, 0)]  # [V,L]
-    sample = distinct_sequences(rng, thresholds["n_sequences"], vocab, SEQ_LEN)  # [n,L]
+    first_rows = distinct_prefix_rows(vocab, SEED_SEQ_LEN, 0)
+    first_tokens = all_sequences(vocab, SEED_SEQ_LEN)[first_rows]  # [V,L]
+    sample = distinct_sequences(rng, thresholds["n_sequences"], vocab, SEED_SEQ_LEN)  # [n,L]
     tokens = np.concatenate([first_tokens, sample])  # [V+n, L]
     rows = {"pos0": slice(0, vocab), "pos3": slice(vocab, None)}
     by_set = activations(model, tokens, unit_sets(model))  # {label: [V+n,L,units]}

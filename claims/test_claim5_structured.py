@@ -58,15 +58,13 @@ from interp.stats import (
     rotate_units,
     summarize_across_seeds,
 )
-from interp.units import UnitSet, activations, embedding_only, unit_sets
+from interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
 from model.__main__ import draw_attention_patterns
 from model.transformer import Transformer
 
 CLAIM = "structured-inputs"
 STATEMENT = "Random features respond consistently to meaningful patterns."
 ATTENTION_STATEMENT = "The attention patterns of the seed's structured inputs, per preset."
-SEQ_LEN = 4  # the seed's sequence length
-SEED_UNITS = UnitSet("L0 resid", "blocks.0.hook_resid_post")  # the seed's "neurons"
 SEED_DIM = 0  # the dimension the seed printed
 NULL_SOURCES = ("embedding", "gaussian")  # the nulls of the agreement and decoder tests
 UNIT_SOURCES = ("network", "rotated", "embedding", "gaussian")  # the per-unit reading
@@ -74,7 +72,7 @@ UNIT_SOURCES = ("network", "rotated", "embedding", "gaussian")  # the per-unit r
 
 def structured_tokens() -> np.ndarray:
     """The seed's four inputs, in the order of SEED_STRUCTURED."""
-    return np.array(list(SEED_STRUCTURED.values()))  # [4 inputs, SEQ_LEN]
+    return np.array(list(SEED_STRUCTURED.values()))  # [4 inputs, SEED_SEQ_LEN]
 
 
 def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
@@ -83,7 +81,7 @@ def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
     model = Transformer(cfg, seed=seed)
     rng = np.random.default_rng([seed, 5, 0])
     reference_tokens = random_sequences(rng, thresholds["seed_reference_sequences"],
-                                        cfg.vocab_size, SEQ_LEN)  # fmt: skip
+                                        cfg.vocab_size, SEED_SEQ_LEN)  # fmt: skip
     tokens = np.concatenate([structured_tokens(), reference_tokens])  # [4 + n, T]
     acts = activations(model, tokens, [SEED_UNITS])[SEED_UNITS.label]  # [4 + n, T, d]
     last = acts[:, -1, SEED_DIM : SEED_DIM + 1]  # [4 + n, 1]
@@ -109,7 +107,7 @@ def controlled(cfg, seed: int, thresholds: dict) -> dict:
     rotated basis."""
     model = Transformer(cfg, seed=seed)
     rng = np.random.default_rng([seed, 5, 1])
-    design = family_design(cfg.vocab_size, SEQ_LEN, thresholds["n_random_patterns"],
+    design = family_design(cfg.vocab_size, SEED_SEQ_LEN, thresholds["n_random_patterns"],
                            thresholds["discovery_fraction"], rng)  # fmt: skip
     by_set = {
         label.replace(" ", "_"): acts[:, -1]  # [n, units]
@@ -341,7 +339,8 @@ def test_attention_patterns(evidence, model_config, preset, seeds):
     evidence.figure("attention patterns", figure)
     entropies = [scipy.stats.entropy(pattern, axis=-1) for pattern in patterns]  # [in, H, q]
     causal = model.cfg.causal
-    keys_seen = np.arange(1, SEQ_LEN + 1) if causal else np.full(SEQ_LEN, SEQ_LEN)  # [q]
+    length = SEED_SEQ_LEN
+    keys_seen = np.arange(1, length + 1) if causal else np.full(length, length)  # [q]
     evidence.record(
         model_seed=seeds[0],
         inputs=list(SEED_STRUCTURED),
@@ -351,5 +350,5 @@ def test_attention_patterns(evidence, model_config, preset, seeds):
     for pattern in patterns:  # [inputs, heads, q, k]
         np.testing.assert_allclose(pattern.sum(axis=-1), 1.0, atol=1e-12)
         if causal:
-            above_diagonal = np.triu(np.ones((SEQ_LEN, SEQ_LEN), dtype=bool), k=1)
+            above_diagonal = np.triu(np.ones((SEED_SEQ_LEN, SEED_SEQ_LEN), dtype=bool), k=1)
             assert np.all(pattern[..., above_diagonal] == 0.0)

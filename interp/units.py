@@ -26,6 +26,10 @@ class UnitSet:
     hook: str
 
 
+SEED_UNITS = UnitSet("L0 resid", "blocks.0.hook_resid_post")  # the seed's "neurons"
+SEED_SEQ_LEN = 4  # the seed's sequence length
+
+
 def unit_sets(model: Transformer) -> list[UnitSet]:
     """Every unit set of the model: residual dimensions and MLP neurons after each block."""
     return [
