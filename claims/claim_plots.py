@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 # One colour per feature source, the same in every figure.
 SOURCE_COLOURS = {
@@ -30,7 +31,13 @@ def across_seeds(ax, values: np.ndarray, seeds, threshold: float | None, label: 
     if threshold is not None:
         ax.axhline(threshold, color="crimson", linestyle="--", linewidth=1, label="threshold")
         ax.legend(fontsize=7, loc="best")
+    seed_axis(ax, label)
+
+
+def seed_axis(ax, label: str) -> None:
+    """Label an axes whose x axis is the model seed (integer ticks) and whose y axis is `label`."""
     ax.set_xlabel("seed")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
 

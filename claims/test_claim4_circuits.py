@@ -23,7 +23,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from claim_plots import SOURCE_COLOURS, across_seeds, new_figure, sources_across_seeds
+from claim_plots import (
+    SOURCE_COLOURS,
+    across_seeds,
+    new_figure,
+    seed_axis,
+    sources_across_seeds,
+)
 from interp.circuits import (
     concatenate_partitions,
     count_signed_pairs,
@@ -237,10 +243,8 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, 
     chance_label = f"chance, each sign ({first['distinct_inputs']} Gaussian inputs)"
     ax_counts.axhline(first["chance_pairs_each_sign"], color="grey", linestyle=":",
                       label=chance_label)  # fmt: skip
-    ax_counts.set_xlabel("seed")
-    ax_counts.set_ylabel(f"pairs of {first['pairs']} (position 0)")
+    seed_axis(ax_counts, f"pairs of {first['pairs']} (position 0)")
     ax_counts.legend(fontsize=7, loc="upper right")
-    ax_counts.grid(alpha=0.3)
     evidence.figure("seed protocol", figure)
     judge(CLAIM, "seed-protocol", (above > 0) & (below > 0))
 

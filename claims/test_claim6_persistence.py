@@ -33,9 +33,8 @@ import functools
 
 import numpy as np
 import pytest
-from matplotlib.ticker import MaxNLocator
 
-from claim_plots import new_figure
+from claim_plots import new_figure, seed_axis
 from interp.inputs import balanced_sequences, family_sequences, random_sequences
 from interp.persistence import (
     TrainedPair,
@@ -286,11 +285,8 @@ def seed_style_figure(results: list[dict], seeds, thresholds: dict):
                      label="threshold")  # fmt: skip
     ax_share.set_title("the notebook's rule: share of selective neurons", fontsize=9)
     ax_share.set_ylim(-0.02, 1.02)
-    ax_share.set_xlabel("seed")
-    ax_share.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_share.set_ylabel("share of MLP neurons token- and\nposition-selective (ANOVA, Bonferroni)")
+    seed_axis(ax_share, "share of MLP neurons token- and\nposition-selective (ANOVA, Bonferroni)")
     ax_share.legend(fontsize=7)
-    ax_share.grid(alpha=0.3)
     first = results[0]
     bins = np.linspace(0, 1, 26)
     for factor, style in (("token", "-"), ("position", ":")):
@@ -379,15 +375,9 @@ def persistence_figure(results: list[dict], seeds):
                         label=f"{factor}: retest (untrained)")  # fmt: skip
     ax_overlap.set_title("selective sets: persistence vs random matching", fontsize=9)
     ax_overlap.set_ylim(-0.02, 1.05)
-    ax_overlap.set_xlabel("seed")
-    ax_overlap.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_overlap.set_ylabel("persistence of selective sets")
+    seed_axis(ax_overlap, "persistence of selective sets")
     ax_overlap.legend(fontsize=6)
-    ax_overlap.grid(alpha=0.3)
     ax_rank.set_title("eta² of each neuron, init vs trained", fontsize=9)
-    ax_rank.set_xlabel("seed")
-    ax_rank.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_rank.set_ylabel("Spearman r of eta² across neurons")
+    seed_axis(ax_rank, "Spearman r of eta² across neurons")
     ax_rank.legend(fontsize=6)
-    ax_rank.grid(alpha=0.3)
     return figure
