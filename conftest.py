@@ -5,7 +5,7 @@ import os
 from hypothesis import HealthCheck, settings
 from threadpoolctl import threadpool_limits
 
-from model.memory import reuse_freed_memory
+from mechclaims.model.memory import reuse_freed_memory
 
 # One BLAS thread per process. The claims multiply small matrices, where BLAS threads cost
 # more than they give; under pytest-xdist they also oversubscribe the cores and spin-wait (5x
@@ -14,11 +14,9 @@ threadpool_limits(limits=1)
 # Freed temporaries are reused rather than faulted in afresh (see model/memory.py): 2-3x faster.
 reuse_freed_memory()
 
-# The evidence plugin is registered by the `pytest11` entry point when the project is installed;
-# naming it here too is harmless (pytest skips a plugin already registered under this name) and
-# makes a plain checkout work. The model options (--seeds, --model-preset, --model-set) and their
-# fixtures live in `fixtures`.
-pytest_plugins = ["evidence.plugin", "fixtures.plugin", "pytester"]
+# The project's own plugins, mechclaims.evidence.plugin and mechclaims.fixtures.plugin, are loaded
+# by their `pytest11` entry points (the project is installed, editable or not, before tests run).
+pytest_plugins = ["pytester"]
 
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.register_profile(

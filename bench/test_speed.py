@@ -21,8 +21,8 @@ import time
 import numpy as np
 import pytest
 
-from model.config import TransformerConfig
-from model.transformer import Transformer
+from mechclaims.model.config import TransformerConfig
+from mechclaims.model.transformer import Transformer
 
 torch = pytest.importorskip("torch", reason="the benchmarks compare with PyTorch (extra `bench`)")
 from bench import torch_twin  # noqa: E402  (imports torch)

@@ -1,7 +1,7 @@
 """The same transformer in PyTorch eager, on the same weights: the speed yardstick of `bench/`.
 
 Only the benchmarks import this (PyTorch is the optional `bench` extra). It mirrors
-`model.transformer` op for op so both sides do the same arithmetic.
+`mechclaims.model.transformer` op for op so both sides do the same arithmetic.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.config import TransformerConfig
-from model.layers import sinusoidal_table
+from mechclaims.model.config import TransformerConfig
+from mechclaims.model.layers import sinusoidal_table
 
 
 def torch_params(params: dict[str, np.ndarray], requires_grad: bool = False) -> dict:

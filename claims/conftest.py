@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from interp.verdicts import VERDICTS, CrossSeedVerdict, cross_seed_verdict
+from mechclaims.interp.verdicts import VERDICTS, CrossSeedVerdict, cross_seed_verdict
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -24,16 +24,21 @@ import pytest
 from matplotlib.ticker import MaxNLocator
 
 from claim_plots import across_seeds, new_figure, sources_across_seeds
-from interp.detectors import (
+from mechclaims.interp.detectors import (
     chance_of_shared_feature,
     detector_test,
     most_shared_feature,
     top_sequences,
 )
-from interp.inputs import balanced_sequences, random_sequences
-from interp.stats import discovery_split, gaussian_features, random_rotation, rotate_units
-from interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
-from model.transformer import Transformer
+from mechclaims.interp.inputs import balanced_sequences, random_sequences
+from mechclaims.interp.stats import (
+    discovery_split,
+    gaussian_features,
+    random_rotation,
+    rotate_units,
+)
+from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
+from mechclaims.model.transformer import Transformer
 
 CLAIM = "feature-detectors"
 STATEMENT = (

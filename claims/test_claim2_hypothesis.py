@@ -21,9 +21,14 @@ import numpy as np
 import pytest
 
 from claim_plots import SOURCE_COLOURS, across_seeds, new_figure
-from interp.detectors import first_blocks, glass_delta_interval, token_effect_test, token_effects
-from interp.inputs import all_sequences, distinct_prefix_rows, random_sequences
-from interp.stats import (
+from mechclaims.interp.detectors import (
+    first_blocks,
+    glass_delta_interval,
+    token_effect_test,
+    token_effects,
+)
+from mechclaims.interp.inputs import all_sequences, distinct_prefix_rows, random_sequences
+from mechclaims.interp.stats import (
     benjamini_hochberg,
     bh_adjust,
     cross_correlation,
@@ -31,8 +36,8 @@ from interp.stats import (
     random_rotation,
     rotate_units,
 )
-from interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only
-from model.transformer import Transformer
+from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only
+from mechclaims.model.transformer import Transformer
 
 CLAIM = "specific-hypothesis"
 STATEMENT = "Dimension 0 of the residual stream after block 0 detects token 7 at position 3."

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 
 from claim_plots import across_seeds, new_figure, sources_across_seeds
-from interp.inputs import balanced_sequences, random_sequences
-from interp.selectivity import seed_selectivity, selectivity_test
-from interp.stats import gaussian_features, random_rotation, rotate_units
-from interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
-from model.transformer import Transformer
+from mechclaims.interp.inputs import balanced_sequences, random_sequences
+from mechclaims.interp.selectivity import seed_selectivity, selectivity_test
+from mechclaims.interp.stats import gaussian_features, random_rotation, rotate_units
+from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
+from mechclaims.model.transformer import Transformer
 
 CLAIM = "selectivity"
 STATEMENT = "A random transformer holds many token- and position-selective units."

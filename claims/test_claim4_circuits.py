@@ -30,7 +30,7 @@ from claim_plots import (
     seed_axis,
     sources_across_seeds,
 )
-from interp.circuits import (
+from mechclaims.interp.circuits import (
     concatenate_partitions,
     count_signed_pairs,
     distinct_sequences,
@@ -41,8 +41,8 @@ from interp.circuits import (
     strongest_partners,
     upper_pairs,
 )
-from interp.inputs import all_sequences, distinct_prefix_rows, random_sequences
-from interp.stats import (
+from mechclaims.interp.inputs import all_sequences, distinct_prefix_rows, random_sequences
+from mechclaims.interp.stats import (
     correlation_matrix,
     correlation_p_value,
     discovery_split,
@@ -51,8 +51,8 @@ from interp.stats import (
     gaussian_features,
     random_rotation,
 )
-from interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
-from model.transformer import Transformer
+from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
+from mechclaims.model.transformer import Transformer
 
 CLAIM = "circuits"
 STATEMENT = "A random transformer holds strongly correlated and opposing unit pairs (circuits)."

@@ -37,7 +37,7 @@ import pytest
 import scipy.stats
 
 from claim_plots import across_seeds, new_figure, sources_across_seeds
-from interp.consistency import (
+from mechclaims.interp.consistency import (
     additive_basis,
     additive_residuals,
     against_null,
@@ -49,8 +49,8 @@ from interp.consistency import (
     family_eta_squared,
     z_scores,
 )
-from interp.inputs import SEED_STRUCTURED, random_sequences
-from interp.stats import (
+from mechclaims.interp.inputs import SEED_STRUCTURED, random_sequences
+from mechclaims.interp.stats import (
     benjamini_hochberg,
     bh_adjust,
     gaussian_features,
@@ -58,9 +58,9 @@ from interp.stats import (
     rotate_units,
     summarize_across_seeds,
 )
-from interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
-from model.__main__ import draw_attention_patterns
-from model.transformer import Transformer
+from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
+from mechclaims.model.__main__ import draw_attention_patterns
+from mechclaims.model.transformer import Transformer
 
 CLAIM = "structured-inputs"
 STATEMENT = "Random features respond consistently to meaningful patterns."

@@ -35,8 +35,8 @@ import numpy as np
 import pytest
 
 from claim_plots import new_figure, seed_axis
-from interp.inputs import balanced_sequences, family_sequences, random_sequences
-from interp.persistence import (
+from mechclaims.interp.inputs import balanced_sequences, family_sequences, random_sequences
+from mechclaims.interp.persistence import (
     TrainedPair,
     eta2_by_factor,
     heldout_balanced_sequences,
@@ -46,12 +46,12 @@ from interp.persistence import (
     rank_correlation,
     train_from_init,
 )
-from interp.selectivity import selectivity_test
-from interp.units import activations, embedding_only, unit_sets
-from interp.verdicts import cross_seed_verdict
-from model.tasks import PATTERN_FAMILIES, get_task
-from model.train import TrainSettings, config_for_task
-from model.transformer import Transformer
+from mechclaims.interp.selectivity import selectivity_test
+from mechclaims.interp.units import activations, embedding_only, unit_sets
+from mechclaims.interp.verdicts import cross_seed_verdict
+from mechclaims.model.tasks import PATTERN_FAMILIES, get_task
+from mechclaims.model.train import TrainSettings, config_for_task
+from mechclaims.model.transformer import Transformer
 
 CLAIM = "persistence"
 STATEMENT = "Selectivity present at initialization persists through training."

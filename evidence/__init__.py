@@ -1,1 +1,1 @@
-"""A pytest plugin that writes the evidence of claim tests as a report: see `evidence.plugin`."""
+"""A pytest plugin that writes the evidence of claim tests as a report: see `plugin`."""

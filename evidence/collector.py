@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from tabulate import tabulate
 
-from evidence.compare import change_counts, compare_results
-from evidence.outcomes import combined_outcome, phase_message, phase_outcome
-from evidence.report import cell_text, summary_table, write_report
-from evidence.results import build_results, record_of
-from evidence.settings import Settings
+from mechclaims.evidence.compare import change_counts, compare_results
+from mechclaims.evidence.outcomes import combined_outcome, phase_message, phase_outcome
+from mechclaims.evidence.report import cell_text, summary_table, write_report
+from mechclaims.evidence.results import build_results, record_of
+from mechclaims.evidence.settings import Settings
 
 PAYLOAD_ATTRIBUTE = "evidence_payload"  # the test report's attribute that carries the evidence
 PACKAGES = ("pytest", "pytest-xdist", "numpy", "scipy", "pandas", "matplotlib", "tabulate")

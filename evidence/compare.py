@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from evidence.values import is_scalar
+from mechclaims.evidence.values import is_scalar
 
 
 def compare_results(earlier: dict[str, Any], now: dict[str, Any], against: str) -> dict[str, Any]:

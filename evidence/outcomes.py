@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from evidence.values import one_line
+from mechclaims.evidence.values import one_line
 
 VERDICTS = ("supported", "refuted", "inconclusive")
 OUTCOME_VERDICTS = {

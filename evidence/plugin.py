@@ -3,7 +3,7 @@
 It knows nothing of the project's subject: it would serve any project's claims.
 
 Recording. A test ties itself to a claim with a marker and records through the `evidence`
-fixture (see `evidence.recorder` for the rules on names and values):
+fixture (see `recorder` for the rules on names and values):
 
     @pytest.mark.claim("token-selectivity", statement="Neurons are selective for tokens.")
     def test_selectivity(evidence, preset, seed):
@@ -17,7 +17,7 @@ fixture without a marker is filed under the claim id "(unclaimed)" ("Tests witho
 Its parameters (`item.callspec.params`: JSON scalars as they are, other objects by argname and
 index, e.g. `config0`) become columns. Its outcome and one-line message (the failure's first
 line, the skip or xfail reason) are recorded, and its verdict: the `verdict` it recorded, else
-the one its outcome gives (the reasons are in `evidence.outcomes`):
+the one its outcome gives (the reasons are in `outcomes`):
 
     passed, xpassed (also a strict xpass)  -> supported
     failed, xfailed (a refuted claim marked xfail(strict=True))  -> refuted
@@ -25,7 +25,7 @@ the one its outcome gives (the reasons are in `evidence.outcomes`):
 
 A claim's summary pools its tests over `seed` per test function and other parameters (e.g.
 per preset): pass rate (share of decided tests that support it) with a 95% Wilson interval,
-and the median and 2.5-97.5% range of each numeric value (`evidence.results`). A test marked
+and the median and 2.5-97.5% range of each numeric value (`results`). A test marked
 `decides=True` (typically one that weighs all seeds at once) gives the claim's verdict for its
 parameters; the report opens with those verdicts, beside the pass rate of the claim's other
 tests with the same parameters (typically one test per seed).
@@ -33,9 +33,9 @@ tests with the same parameters (typically one test per seed).
 Transport. The fixture's content travels as plain JSON on an attribute of the test report,
 which pytest serializes with the report, so it crosses pytest-xdist like pytest-json-report's
 data. Figures are saved as PNGs by the process that drew them. Every other file is written
-once, by the controller, at the end of the session (`evidence.collector`, `evidence.report`).
+once, by the controller, at the end of the session (`collector`, `report`).
 
-Options (`evidence.settings`): --evidence-dir, --no-evidence, --evidence-compare; ini keys
+Options (`settings`): --evidence-dir, --no-evidence, --evidence-compare; ini keys
 `evidence_dir` and `evidence_compare`. A run in which no test took part writes nothing.
 """
 
@@ -47,11 +47,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evidence.collector import PAYLOAD_ATTRIBUTE, ReportCollector
-from evidence.recorder import Evidence
-from evidence.results import UNCLAIMED
-from evidence.settings import Settings, add_options, read_settings
-from evidence.values import is_scalar, to_jsonable
+from mechclaims.evidence.collector import PAYLOAD_ATTRIBUTE, ReportCollector
+from mechclaims.evidence.recorder import Evidence
+from mechclaims.evidence.results import UNCLAIMED
+from mechclaims.evidence.settings import Settings, add_options, read_settings
+from mechclaims.evidence.values import is_scalar, to_jsonable
 
 CLAIM_MARKER = "claim"
 CLAIM_MARKER_HELP = (

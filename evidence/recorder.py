@@ -4,7 +4,7 @@
     evidence.table("selectivity by token", dataframe_or_list_of_dict_rows)
     evidence.figure("attention pattern", fig)
 
-Values become plain JSON (see `evidence.values`). A name is recorded once per test; the
+Values become plain JSON (see `values`). A name is recorded once per test; the
 parametrization's names (`preset`, `seed`, ...) and the report's own columns cannot be used.
 `verdict`, if recorded, must be one of `VERDICTS` and overrides the verdict of the outcome.
 A figure is saved at once as a PNG (fixed dpi, no software stamp: the bytes depend only on the
@@ -21,9 +21,9 @@ from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
-from evidence.files import write_atomic
-from evidence.outcomes import check_verdict
-from evidence.values import to_jsonable
+from mechclaims.evidence.files import write_atomic
+from mechclaims.evidence.outcomes import check_verdict
+from mechclaims.evidence.values import to_jsonable
 
 # The report's own columns; a recorded value may not take their names (`verdict` may be
 # recorded: it fills the verdict column).

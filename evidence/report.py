@@ -1,4 +1,4 @@
-"""One run's report folder, rendered from the results (see `evidence.results`).
+"""One run's report folder, rendered from the results (see `results`).
 
     index.md      summary per claim and group, then a section per claim: statement,
                   statistics across seeds, one row per test, tables, figures
@@ -23,8 +23,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evidence.compare import change_counts
-from evidence.document import (
+from mechclaims.evidence.compare import change_counts
+from mechclaims.evidence.document import (
     Banner,
     Block,
     Figure,
@@ -35,10 +35,10 @@ from evidence.document import (
     to_html,
     to_markdown,
 )
-from evidence.files import remove_if_present, remove_unlisted_files, write_text_atomic
-from evidence.recorder import FIGURES_DIR
-from evidence.results import UNCLAIMED, function_of, param_names, value_names
-from evidence.values import display
+from mechclaims.evidence.files import remove_if_present, remove_unlisted_files, write_text_atomic
+from mechclaims.evidence.recorder import FIGURES_DIR
+from mechclaims.evidence.results import UNCLAIMED, function_of, param_names, value_names
+from mechclaims.evidence.values import display
 
 TITLE = "Evidence report"
 

@@ -23,9 +23,9 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from evidence.outcomes import OUTCOME_VERDICTS, OUTCOMES
-from evidence.stats import spread, wilson_interval
-from evidence.values import is_number, is_scalar, round_float
+from mechclaims.evidence.outcomes import OUTCOME_VERDICTS, OUTCOMES
+from mechclaims.evidence.stats import spread, wilson_interval
+from mechclaims.evidence.values import is_number, is_scalar, round_float
 
 RESULTS_FORMAT = 1
 UNCLAIMED = "(unclaimed)"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from evidence.files import writability_problem
+from mechclaims.evidence.files import writability_problem
 
 DEFAULT_DIR = "reports/latest"
 

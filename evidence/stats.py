@@ -8,7 +8,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from evidence.values import round_float
+from mechclaims.evidence.values import round_float
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:

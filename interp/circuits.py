@@ -2,7 +2,7 @@
 number of distinct inputs they rest on, and whether opposing pairs partition the inputs.
 
 Features are [n inputs, U units] of one unit set at one position, one row per distinct input; a
-correlation matrix is [U, U] (`interp.stats.correlation_matrix`: a constant unit has r = 0).
+correlation matrix is [U, U] (`stats.correlation_matrix`: a constant unit has r = 0).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
-from interp.inputs import all_sequences
-from interp.stats import (
+from mechclaims.interp.inputs import all_sequences
+from mechclaims.interp.stats import (
     benjamini_hochberg,
     correlation_matrix,
     correlation_p_value,

@@ -25,8 +25,13 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
-from interp.inputs import family_sequences
-from interp.stats import PermutationTest, permutation_p_value, permute_labels, stratified_split
+from mechclaims.interp.inputs import family_sequences
+from mechclaims.interp.stats import (
+    PermutationTest,
+    permutation_p_value,
+    permute_labels,
+    stratified_split,
+)
 
 # ---------------------------------------------------------------------------------------------
 # The seed's reading: how unusual are a few responses among those to random inputs?

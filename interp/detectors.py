@@ -19,7 +19,7 @@ from math import factorial
 import numpy as np
 import scipy.stats
 
-from interp.stats import (
+from mechclaims.interp.stats import (
     Estimate,
     Split,
     benjamini_hochberg,
@@ -27,7 +27,7 @@ from interp.stats import (
     permutation_p_value,
     permute_labels,
 )
-from model.transformer import Transformer
+from mechclaims.model.transformer import Transformer
 
 # Null draws are handled in chunks of at most this many float64 elements (32 MiB).
 _MAX_CHUNK_ELEMENTS = 2**22
@@ -148,7 +148,7 @@ def feature_cohens_d(
 ) -> np.ndarray:
     """Cohen's d of every unit between samples with and without every feature.
 
-    values [n, U], indicators [n, F] (0/1) -> d [F, U], as `interp.stats.cohens_d` per pair;
+    values [n, U], indicators [n, F] (0/1) -> d [F, U], as `stats.cohens_d` per pair;
     paired, indicators [n, U] (each unit's own feature) -> d [U].
     """
     groups = _groups(values, indicators, paired)
@@ -158,7 +158,7 @@ def feature_cohens_d(
 
 def feature_glass_delta(values: np.ndarray, indicators: np.ndarray) -> np.ndarray:
     """The seed's effect `(mean_with - mean_without) / std_without` (ddof 0) for every feature
-    and unit: values [n, U], indicators [n, F] -> delta [F, U], as `interp.stats.glass_delta`."""
+    and unit: values [n, U], indicators [n, F] -> delta [F, U], as `stats.glass_delta`."""
     groups = _groups(values, indicators)
     return _ratio(groups.difference, np.sqrt(groups.ss_without / groups.n_without))
 
@@ -171,7 +171,7 @@ def glass_delta_interval(
     treated [n1, ...], control [n0, ...]. With skewness g and kurtosis k of the control group,
     Var(delta) ~ s1² / (s0² n1) + (1 + g delta + (k - 1) delta² / 4) / n0, which reduces to the
     textbook 1/n0 + s1²/(s0² n1) + delta²/(2 n0) for normal data. A cheap stand-in for
-    `interp.stats.bootstrap_interval` on thousands of samples; a constant control gives
+    `stats.bootstrap_interval` on thousands of samples; a constant control gives
     (delta, delta). Returns Estimate(value [...], low [...], high [...]).
     """
     treated, control = np.asarray(treated, float), np.asarray(control, float)

@@ -19,16 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
-from interp.inputs import balanced_sequences
-from interp.stats import (
+from mechclaims.interp.inputs import balanced_sequences
+from mechclaims.interp.stats import (
     cross_correlation,
     eta_squared,
     one_way_anova,
     permutation_p_value,
 )
-from model.tasks import Task
-from model.train import TrainSettings, evaluate, train
-from model.transformer import Transformer
+from mechclaims.model.tasks import Task
+from mechclaims.model.train import TrainSettings, evaluate, train
+from mechclaims.model.transformer import Transformer
 
 _MAX_REDRAWS = 1000  # draws of a held-out design before giving up
 
@@ -148,7 +148,7 @@ def rank_correlation(initial: np.ndarray, trained: np.ndarray) -> float:
 def heldout_balanced_sequences(
     design: np.ndarray, rng: np.random.Generator, n: int, vocab: int
 ) -> np.ndarray:
-    """A balanced design of `n` sequences (as `interp.inputs.balanced_sequences`) sharing no
+    """A balanced design of `n` sequences (as `inputs.balanced_sequences`) sharing no
     sequence with `design` [n0, T]: redrawn until disjoint (a clash is rare: vocab**T
     sequences). [n, T]"""
     length = design.shape[1]

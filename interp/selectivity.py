@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from interp.stats import benjamini_hochberg, permutation_test_eta_squared
+from mechclaims.interp.stats import benjamini_hochberg, permutation_test_eta_squared
 
 
 @dataclass(frozen=True)

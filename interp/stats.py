@@ -369,6 +369,8 @@ def correlation_matrix(features: ArrayLike) -> np.ndarray:
     """
     features = _features("features", features)
     r = cross_correlation(features, features)  # [units, units]
+    lower = np.tril_indices(len(r), k=-1)
+    r[lower] = r.T[lower]  # BLAS may round the two triangles differently: mirror the upper
     np.fill_diagonal(r, np.where(_is_constant(features), 0.0, 1.0))
     return r
 

@@ -3,7 +3,7 @@
 A unit set is one hook's activations, [inputs, positions, units]. `embedding_only` is the null
 that keeps what is trivially true of every unit: LN(W_E[x] + W_pos) with no block, what the
 token and position give alone. (The other nulls, a random rotation of the unit basis and i.i.d.
-Gaussian features, are in `interp.stats`.)
+Gaussian features, are in `stats`.)
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.layers import layer_norm_forward, sinusoidal_table
-from model.transformer import Transformer
+from mechclaims.model.layers import layer_norm_forward, sinusoidal_table
+from mechclaims.model.transformer import Transformer
 
 UNIT_KINDS = {"resid": "blocks.{layer}.hook_resid_post", "mlp": "blocks.{layer}.mlp.hook_post"}
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from interp.stats import wilson_interval
+from mechclaims.interp.stats import wilson_interval
 
 VERDICTS = ("supported", "refuted", "inconclusive")
 

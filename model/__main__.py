@@ -1,6 +1,7 @@
-"""Command line: `python -m model demo` draws attention patterns; `python -m model train` trains.
+"""Command line: `mechclaims demo` draws attention patterns; `mechclaims train` trains.
 
-Run `python -m model demo --help` or `python -m model train --help` for the options.
+Run `mechclaims demo --help` or `mechclaims train --help` for the options; `mechclaims --version`.
+`python -m mechclaims.model ...` is the same command.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from model.config import PRESETS, TransformerConfig, parse_overrides
-from model.memory import reuse_freed_memory
-from model.tasks import TASKS, get_task
-from model.train import TrainSettings, config_for_task, train
-from model.transformer import Transformer
+from mechclaims import __version__
+from mechclaims.model.config import PRESETS, TransformerConfig, parse_overrides
+from mechclaims.model.memory import reuse_freed_memory
+from mechclaims.model.tasks import TASKS, get_task
+from mechclaims.model.train import TrainSettings, config_for_task, train
+from mechclaims.model.transformer import Transformer
 
 # The seed's structured inputs: what a "meaningful pattern" meant there.
 STRUCTURED_INPUTS = {
@@ -41,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m model", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mechclaims", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mechclaims {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="draw the attention patterns of structured inputs")
     train_cmd = commands.add_parser("train", help="train a preset on a toy task")

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from model.config import TransformerConfig
+from mechclaims.model.config import TransformerConfig
 
 HookFn = Callable[[np.ndarray, str], "np.ndarray | None"]
 

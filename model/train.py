@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from model.config import TransformerConfig
-from model.layers import log_softmax
-from model.optim import OPTIMIZERS, clip_grad_norm, learning_rate
-from model.tasks import Task
-from model.transformer import Transformer
+from mechclaims.model.config import TransformerConfig
+from mechclaims.model.layers import log_softmax
+from mechclaims.model.optim import OPTIMIZERS, clip_grad_norm, learning_rate
+from mechclaims.model.tasks import Task
+from mechclaims.model.transformer import Transformer
 
 
 @dataclass(frozen=True)

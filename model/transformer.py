@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model import layers
-from model.config import TransformerConfig
-from model.hooks import (
+from mechclaims.model import layers
+from mechclaims.model.config import TransformerConfig
+from mechclaims.model.hooks import (
     HookDispatcher,
     HookFn,
     hook_names,

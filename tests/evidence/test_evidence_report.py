@@ -13,7 +13,7 @@ import matplotlib.figure  # imported before pytester's inline runs, which would 
 import matplotlib.image
 import pytest
 
-PLUGIN = ("-p", "evidence.plugin")
+PLUGIN = ("-p", "mechclaims.evidence.plugin")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Every report file but run.json must be the same bytes for the same tests.
 VARYING = ("run.json",)

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from evidence.files import writability_problem
-from evidence.outcomes import combined_outcome, phase_outcome
-from evidence.recorder import Evidence, figure_filename
-from evidence.results import record_order
-from evidence.stats import spread, wilson_interval
-from evidence.values import one_line, to_jsonable
+from mechclaims.evidence.files import writability_problem
+from mechclaims.evidence.outcomes import combined_outcome, phase_outcome
+from mechclaims.evidence.recorder import Evidence, figure_filename
+from mechclaims.evidence.results import record_order
+from mechclaims.evidence.stats import spread, wilson_interval
+from mechclaims.evidence.values import one_line, to_jsonable
 
 
 @pytest.mark.parametrize(("successes", "trials"), [(0, 20), (20, 20), (10, 20), (3, 7), (1, 1)])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.plugin import parse_seeds
-from model.config import PRESETS
+from mechclaims.fixtures.plugin import parse_seeds
+from mechclaims.model.config import PRESETS
 
-PLUGIN = ("-p", "fixtures.plugin")
+PLUGIN = ("-p", "mechclaims.fixtures.plugin")
 
 PARAMETRIZED_TESTS = """
 import pytest

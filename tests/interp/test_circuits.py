@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from interp import circuits
-from interp.inputs import all_sequences
-from interp.stats import (
+from mechclaims.interp import circuits
+from mechclaims.interp.inputs import all_sequences
+from mechclaims.interp.stats import (
     benjamini_hochberg,
     correlation_matrix,
     correlation_p_value,

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from interp import consistency
-from interp.inputs import family_sequences
-from interp.stats import eta_squared, random_rotation
+from mechclaims.interp import consistency
+from mechclaims.interp.inputs import family_sequences
+from mechclaims.interp.stats import eta_squared, random_rotation
 
 SEEDS = st.integers(0, 2**32 - 1)
 VOCAB, LENGTH = 5, 3  # small designs: 7 family patterns (4 of them alternating)

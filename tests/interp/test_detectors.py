@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from interp import stats
-from interp.detectors import (
+from mechclaims.interp import stats
+from mechclaims.interp.detectors import (
     chance_of_shared_feature,
     detector_test,
     feature_cohens_d,
@@ -23,10 +23,10 @@ from interp.detectors import (
     token_effects,
     top_sequences,
 )
-from interp.inputs import balanced_sequences, random_sequences
-from interp.units import activations, unit_sets
-from model.config import TransformerConfig
-from model.transformer import Transformer
+from mechclaims.interp.inputs import balanced_sequences, random_sequences
+from mechclaims.interp.units import activations, unit_sets
+from mechclaims.model.config import TransformerConfig
+from mechclaims.model.transformer import Transformer
 
 VOCAB, LENGTH = 4, 3
 GRID = st.integers(-400, 400).map(lambda i: i / 8)  # exact values, as in test_stats

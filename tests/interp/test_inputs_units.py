@@ -5,16 +5,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from interp.inputs import (
+from mechclaims.interp.inputs import (
     all_sequences,
     balanced_sequences,
     distinct_prefix_rows,
     family_sequences,
     random_sequences,
 )
-from interp.units import activations, embedding_only, unit_sets
-from model.config import TransformerConfig
-from model.transformer import Transformer
+from mechclaims.interp.units import activations, embedding_only, unit_sets
+from mechclaims.model.config import TransformerConfig
+from mechclaims.model.transformer import Transformer
 
 
 @given(vocab=st.integers(2, 5), length=st.integers(1, 4))

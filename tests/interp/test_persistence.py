@@ -12,13 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from interp import persistence
-from interp.inputs import balanced_sequences, family_sequences
-from interp.selectivity import selectivity_test
-from model.config import TransformerConfig
-from model.tasks import get_task
-from model.train import TrainSettings, config_for_task
-from model.transformer import Transformer
+from mechclaims.interp import persistence
+from mechclaims.interp.inputs import balanced_sequences, family_sequences
+from mechclaims.interp.selectivity import selectivity_test
+from mechclaims.model.config import TransformerConfig
+from mechclaims.model.tasks import get_task
+from mechclaims.model.train import TrainSettings, config_for_task
+from mechclaims.model.transformer import Transformer
 
 SEEDS = st.integers(0, 2**32 - 1)
 

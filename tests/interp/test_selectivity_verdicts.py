@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from interp.inputs import balanced_sequences
-from interp.selectivity import seed_selectivity, selectivity_test
-from interp.verdicts import cross_seed_verdict
+from mechclaims.interp.inputs import balanced_sequences
+from mechclaims.interp.selectivity import seed_selectivity, selectivity_test
+from mechclaims.interp.verdicts import cross_seed_verdict
 
 VOCAB, LENGTH = 5, 4
 

@@ -10,7 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from interp import stats
+from mechclaims.interp import stats
 
 # Values on a grid of eighths: exactly representable and far apart, so rounding never makes a
 # constant unit look varied or merges distinct values under the affine maps below.

@@ -17,7 +17,7 @@ import math
 import numpy as np
 from scipy.special import logsumexp
 
-from model.config import TransformerConfig
+from mechclaims.model.config import TransformerConfig
 
 GELU_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 

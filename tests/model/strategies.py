@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from model.config import TransformerConfig
-from model.transformer import Transformer, param_shapes
+from mechclaims.model.config import TransformerConfig
+from mechclaims.model.transformer import Transformer, param_shapes
 
 MAX_D_MODEL = 16
 MAX_LAYERS = 2

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.special import logsumexp
 
-from model import layers
-from model.transformer import Transformer
+from mechclaims.model import layers
+from mechclaims.model.transformer import Transformer
 from tests.model.reference import assert_close, reference_attention_head
 from tests.model.strategies import configs, generic_params, models_and_tokens, seeds, tokens_for
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.special import log_softmax
 
-from model import layers, transformer
-from model.config import TransformerConfig
+from mechclaims.model import layers, transformer
+from mechclaims.model.config import TransformerConfig
 from tests.model.gradcheck import (
     EPS,
     KinkCrossed,

@@ -17,8 +17,8 @@ from hypothesis import assume, given, reject
 from hypothesis import strategies as st
 from scipy.special import log_softmax
 
-from model.config import TransformerConfig
-from model.transformer import Transformer
+from mechclaims.model.config import TransformerConfig
+from mechclaims.model.transformer import Transformer
 from tests.model.gradcheck import KinkCrossed, assert_gradients_match, check_gradients
 from tests.model.strategies import configs, seeds
 

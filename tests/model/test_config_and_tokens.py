@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from model.config import TransformerConfig, parse_overrides
-from model.transformer import Transformer, param_shapes
+from mechclaims.model.config import TransformerConfig, parse_overrides
+from mechclaims.model.transformer import Transformer, param_shapes
 from tests.model.strategies import configs, generic_params, seeds
 
 SMALL = {

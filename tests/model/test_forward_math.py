@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.special import logsumexp
 
-from model import layers, transformer
-from model.transformer import Transformer
+from mechclaims.model import layers, transformer
+from mechclaims.model.transformer import Transformer
 from tests.model.reference import (
     assert_close,
     reference_forward,

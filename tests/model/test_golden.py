@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import layers
-from model.config import TransformerConfig
-from model.transformer import Transformer
+from mechclaims.model import layers
+from mechclaims.model.config import TransformerConfig
+from mechclaims.model.transformer import Transformer
 
 GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "golden" / "seed_minigpt.npz"
 GROUPS = ("len4", "len8")

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from model import transformer
-from model.config import TransformerConfig
-from model.transformer import Transformer
+from mechclaims.model import transformer
+from mechclaims.model.config import TransformerConfig
+from mechclaims.model.transformer import Transformer
 from tests.model.reference import (
     ACTIVATIONS,
     assert_close,
@@ -394,7 +394,7 @@ def test_run_with_hooks_without_hooks_equals_plain_call(model_and_tokens):
 
 @given(models_and_tokens(generic=True), st.data())
 def test_nested_hooks_compose_in_order_and_unwind_one_level_at_a_time(model_and_tokens, data):
-    """An outer `model.hooks` block stays active after an inner call on the same hook point
+    """An outer `model.hooks(...)` block stays active after an inner call on the same hook point
     returns; two hooks on one point both run, the second on the first's output."""
     model, tokens = model_and_tokens
     name = data.draw(st.sampled_from(model.hook_names()), label="name")

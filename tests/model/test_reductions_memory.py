@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from model import layers
-from model.memory import reuse_freed_memory
+from mechclaims.model import layers
+from mechclaims.model.memory import reuse_freed_memory
 
 rows = st.integers(1, 40).flatmap(
     lambda n: arrays(

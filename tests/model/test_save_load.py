@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from model.config import TransformerConfig
-from model.transformer import Transformer
+from mechclaims.model.config import TransformerConfig
+from mechclaims.model.transformer import Transformer
 from tests.model.strategies import models_and_tokens
 
 PRESET_NAMES = ("seed-minigpt", "tiny-mha", "gpt2-style")

@@ -5,17 +5,19 @@ import json
 import math
 import subprocess
 import sys
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from model.config import TransformerConfig
-from model.optim import SGD, AdamW, FlatParams, clip_grad_norm, learning_rate
-from model.tasks import PATTERN_FAMILIES, TASKS, get_task, pattern_sequences
-from model.train import TrainSettings, config_for_task, evaluate, train
-from model.transformer import Transformer
+from mechclaims.model.config import TransformerConfig
+from mechclaims.model.optim import SGD, AdamW, FlatParams, clip_grad_norm, learning_rate
+from mechclaims.model.tasks import PATTERN_FAMILIES, TASKS, get_task, pattern_sequences
+from mechclaims.model.train import TrainSettings, config_for_task, evaluate, train
+from mechclaims.model.transformer import Transformer
 
 
 def _params(rng):
@@ -243,11 +245,22 @@ def test_train_settings_reject_bad_values(changes, field):
 # ---------------------------------------------------------------- command line
 
 
-def _run_cli(*args, cwd):
+# The console script the package installs beside this interpreter, and the module form.
+CONSOLE_SCRIPT = [str(Path(sys.executable).with_name("mechclaims"))]
+MODULE = [sys.executable, "-m", "mechclaims.model"]
+
+
+def _run_cli(*args, cwd, command=CONSOLE_SCRIPT):
     return subprocess.run(
-        [sys.executable, "-m", "model", *args], capture_output=True, text=True, cwd=cwd,
-        check=False, timeout=300,
-    )  # fmt: skip
+        [*command, *args], capture_output=True, text=True, cwd=cwd, check=False, timeout=300
+    )
+
+
+@pytest.mark.parametrize("command", [CONSOLE_SCRIPT, MODULE], ids=["mechclaims", "python-m"])
+def test_cli_version_names_the_installed_package(tmp_path, command):
+    done = _run_cli("--version", cwd=tmp_path, command=command)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"mechclaims {metadata.version('mechclaims')}"
 
 
 def test_cli_train_writes_checkpoint_curve_and_a_json_summary(tmp_path):
@@ -304,8 +317,10 @@ def test_cli_rejects_bad_arguments_with_a_usage_error(tmp_path, args, message):
     assert message in done.stderr
 
 
-def test_cli_demo_draws_the_attention_patterns(tmp_path):
-    done = _run_cli("demo", "--preset", "tiny-mha", "--out", "demo.png", cwd=tmp_path)
+@pytest.mark.parametrize("command", [CONSOLE_SCRIPT, MODULE], ids=["mechclaims", "python-m"])
+def test_cli_demo_draws_the_attention_patterns(tmp_path, command):
+    done = _run_cli("demo", "--preset", "tiny-mha", "--out", "demo.png", cwd=tmp_path,
+                    command=command)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "demo.png" in done.stdout
     assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
