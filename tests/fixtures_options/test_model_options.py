@@ -125,12 +125,133 @@ def test_bad_values_are_usage_errors_naming_the_option(pytester, args, ini, mess
     assert not (pytester.path / "ran").exists()
 
 
-def test_a_bad_registry_is_a_usage_error(pytester):
-    pytester.mkdir("claims")
-    (pytester.path / "claims" / "registry.toml").write_text('presets = "tiny-mha"\n')
-    result = pytester.runpytest(*PLUGIN)
+GOOD_CLAIM = """
+[claims.tiny]
+seed_sentence = "a tiny claim"
+[claims.tiny.thresholds]
+required_rate = { value = 0.5, why = "most seeds" }
+[claims.tiny.verdicts.controlled]
+tiny-mha = { verdict = "supported", why = "it holds" }
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('presets = "tiny-mha"\n', "*registry.toml: presets must be a non-empty list*"),
+        ("[claims.tiny\n", "*registry.toml is not valid TOML: *line 1*"),
+        (GOOD_CLAIM.replace('"supported"', '"maybe"'),
+         "*registry.toml: claims.tiny.verdicts.controlled.tiny-mha.verdict must be one of "
+         "supported, refuted, inconclusive; got 'maybe'"),
+        (GOOD_CLAIM.replace("[claims.tiny.thresholds]\nrequired_rate = { value = 0.5, why = "
+                            '"most seeds" }\n', ""),
+         "*registry.toml: claims.tiny.thresholds is missing: every claim needs its thresholds"),
+        (GOOD_CLAIM.replace(', why = "most seeds"', ""),
+         "*registry.toml: claims.tiny.thresholds.required_rate must be { value = ..., why = *"),
+        (GOOD_CLAIM.replace('seed_sentence = "a tiny claim"', ""),
+         "*registry.toml: claims.tiny.seed_sentence is missing*"),
+        (GOOD_CLAIM.replace("verdicts.controlled", "verdicts.guessed"),
+         "*registry.toml: claims.tiny.verdicts.guessed is not a reading (seed-protocol, *)"),
+        (GOOD_CLAIM.replace(', why = "it holds"', ""),
+         "*registry.toml: claims.tiny.verdicts.controlled.tiny-mha.why must give *"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("where", ["default", "option", "ini"])
+def test_a_bad_registry_is_a_one_line_usage_error_naming_file_and_key(
+    pytester, text, message, where
+):
+    pytester.makepyfile(test_ran="def test_ran():\n    open('ran', 'w').close()\n")
+    path = {"default": "claims/registry.toml", "option": "mine.toml", "ini": "conf/reg.toml"}
+    (pytester.path / path[where]).parent.mkdir(exist_ok=True)
+    (pytester.path / path[where]).write_text(text)
+    args = ["--claims-registry", path[where]] if where == "option" else []
+    if where == "ini":
+        pytester.makepyprojecttoml(
+            f'[tool.pytest.ini_options]\nclaims_registry = "{path[where]}"\n'
+        )
+    result = pytester.runpytest(*PLUGIN, *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: `presets` of *registry.toml must be a non-empty list*"])
+    option = {"default": "the claims registry", "option": "--claims-registry",
+              "ini": "ini claims_registry"}[where]  # fmt: skip
+    stem = path[where].rsplit("/", 1)[-1]
+    result.stderr.fnmatch_lines([f"ERROR: {option}: {message.replace('registry.toml', stem)}"])
+    assert len([line for line in result.stderr.lines if line.strip()]) == 1
+    assert not (pytester.path / "ran").exists()
+
+
+@pytest.mark.parametrize("how", ["option", "ini"])
+def test_a_named_registry_that_is_missing_is_a_usage_error(pytester, how):
+    if how == "option":
+        result = pytester.runpytest(*PLUGIN, "--claims-registry", "nowhere.toml")
+        expected = "ERROR: --claims-registry: */nowhere.toml does not exist"
+    else:
+        pytester.makepyprojecttoml('[tool.pytest.ini_options]\nclaims_registry = "no.toml"\n')
+        result = pytester.runpytest(*PLUGIN)
+        expected = "ERROR: ini claims_registry: */no.toml does not exist"
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([expected])
+
+
+def test_without_a_registry_only_the_tests_that_need_it_fail(pytester):
+    pytester.makepyfile(
+        """
+        def test_needs_it(registry):
+            pass
+
+        def test_does_not(seeds):
+            pass
+        """
+    )
+    result = pytester.runpytest(*PLUGIN)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*no claims registry: claims/registry.toml does not exist*"])
+
+
+CLAIM_MODULE = """
+import numpy as np
+
+CLAIM = "tiny"
+CALLS = []
+
+
+def measure(source, seed, thresholds):
+    CALLS.append((source, seed))
+    return {"holds": seed % 2 == 0 if thresholds["mode"] == "half" else True}
+
+
+def test_per_seed(memo, model_config, seed, thresholds):
+    assert memo(measure, model_config, seed, thresholds)["holds"] in (True, False)
+
+
+def test_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
+    holds = [memo(measure, model_config, seed, thresholds)["holds"] for seed in seeds]
+    judge(CLAIM, "controlled", holds)
+
+
+def test_each_measurement_was_made_once():
+    assert len(CALLS) == len(set(CALLS))
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "outcomes"), [("all", {"passed": 22}), ("half", {"passed": 21, "failed": 1})]
+)
+def test_memo_measures_once_and_judge_holds_the_evidence_against_the_registry(
+    pytester, mode, outcomes
+):
+    pytester.mkdir("claims")
+    (pytester.path / "claims" / "registry.toml").write_text(
+        GOOD_CLAIM.replace("[claims.tiny.thresholds]",
+                           f'[claims.tiny.thresholds]\nmode = {{ value = "{mode}", why = "t" }}')
+    )  # fmt: skip
+    pytester.makepyfile(test_tiny=CLAIM_MODULE)
+    result = pytester.runpytest(*PLUGIN, "--model-preset", "tiny-mha", "--no-evidence")  # fmt: skip
+    result.assert_outcomes(**outcomes)
+    if mode == "half":
+        result.stdout.fnmatch_lines(
+            ["*tiny (controlled, tiny-mha): the registry says 'supported' (it holds), the "
+             "evidence says held on 10/20 seeds*inconclusive*"]
+        )  # fmt: skip
 
 
 def test_model_fixture_builds_the_configured_model(pytester):
