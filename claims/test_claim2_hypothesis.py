@@ -21,110 +21,18 @@ import numpy as np
 import pytest
 
 from claim_plots import SOURCE_COLOURS, across_seeds, new_figure
-from mechclaims.interp.detectors import (
-    first_blocks,
-    glass_delta_interval,
-    token_effect_test,
-    token_effects,
-)
-from mechclaims.interp.inputs import all_sequences, distinct_prefix_rows, random_sequences
+from mechclaims.interp.claims.specific_hypothesis import FAMILY_ARRAYS, controlled, seed_protocol
 from mechclaims.interp.stats import (
-    benjamini_hochberg,
-    bh_adjust,
     cross_correlation,
-    glass_delta,
-    random_rotation,
-    rotate_units,
 )
-from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only
-from mechclaims.model.transformer import Transformer
+from mechclaims.interp.units import SEED_SEQ_LEN
 
 CLAIM = "specific-hypothesis"
 STATEMENT = "Dimension 0 of the residual stream after block 0 detects token 7 at position 3."
-SEED_DIM, SEED_TOKEN, SEED_POSITION = 0, 7, 3  # the seed's hand-picked hypothesis
-HAND_PICKED = (SEED_POSITION, SEED_TOKEN, SEED_DIM)  # index into a family [T, V, d]
-FAMILY_ARRAYS = ("family_effects", "embedding_family_effects", "rotated_family_effects")
-
-
-def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
-    """The seed's effect: 100 random sequences with token 7 at position 3, 100 with another."""
-    model = Transformer(cfg, seed=seed)
-    rng = np.random.default_rng([seed, 2, 0])
-    n, vocab = thresholds["seed_samples"], cfg.vocab_size
-    with_token = random_sequences(rng, n, vocab, SEED_SEQ_LEN)
-    with_token[:, SEED_POSITION] = SEED_TOKEN
-    without = random_sequences(rng, n, vocab, SEED_SEQ_LEN)
-    without[:, SEED_POSITION] = (SEED_TOKEN + rng.integers(1, vocab, n)) % vocab  # any other
-    acts = activations(model, np.vstack([with_token, without]), [SEED_UNITS])[SEED_UNITS.label]
-    at_hypothesis = acts[:, SEED_POSITION, SEED_DIM]  # [2n]
-    return {
-        "effect": float(glass_delta(at_hypothesis[:n], at_hypothesis[n:])),
-        "mean_with": float(at_hypothesis[:n].mean()),
-        "mean_without": float(at_hypothesis[n:].mean()),
-        "std_without": float(at_hypothesis[n:].std()),
-    }
-
-
-def controlled(cfg, seed: int, thresholds: dict) -> dict:
-    """The hand-picked hypothesis on every sequence, tested within its family, with nulls."""
-    model = Transformer(cfg, seed=seed)
-    rng = np.random.default_rng([seed, 2, 1])
-    tokens = all_sequences(cfg.vocab_size, SEED_SEQ_LEN)  # [V^T,T]
-    acts = activations(first_blocks(model, 1), tokens, [SEED_UNITS])[SEED_UNITS.label]  # [n,T,d]
-    rows = _distinct_rows(cfg)
-    tested = [
-        token_effect_test(acts[rows[p], p], tokens[rows[p], p], cfg.vocab_size, rng,
-                          thresholds["n_permutations"])
-        for p in range(SEED_SEQ_LEN)
-    ]  # fmt: skip
-    effects = np.stack([effect for effect, _ in tested])  # [T,V,d]
-    p_values = np.stack([p for _, p in tested])  # [T,V,d]
-    discovered = benjamini_hochberg(p_values, thresholds["fdr"])
-    at_hypothesis = acts[:, SEED_POSITION, SEED_DIM]  # [n]
-    with_token = tokens[:, SEED_POSITION] == SEED_TOKEN
-    estimate = glass_delta_interval(at_hypothesis[with_token], at_hypothesis[~with_token],
-                                    thresholds["confidence"])  # fmt: skip
-    nulls = {
-        "embedding": _family_effects(embedding_only(model, tokens), tokens, rows, cfg),
-        "rotated": _family_effects(
-            rotate_units(acts, random_rotation(acts.shape[-1], rng)), tokens, rows, cfg
-        ),
-    }
-    large = thresholds["min_effect"]
-    result = {
-        "effect": float(effects[HAND_PICKED]),
-        "effect_low": float(estimate.low),
-        "effect_high": float(estimate.high),
-        "p_value": float(p_values[HAND_PICKED]),
-        "q_value": float(bh_adjust(p_values)[HAND_PICKED]),
-        "discovered": bool(discovered[HAND_PICKED]),
-        "family_size": int(p_values.size),
-        "family_discovered_fraction": float(discovered.mean()),
-        "network_share_large": float(np.mean(effects >= large)),
-        "family_effects": effects.ravel(),
-    }
-    for name, family in nulls.items():
-        result[f"{name}_effect"] = float(family[HAND_PICKED])
-        result[f"{name}_share_large"] = float(np.mean(family >= large))
-        result[f"{name}_family_effects"] = family.ravel()
-    result["holds"] = bool(result["discovered"] and result["effect"] >= large)
-    return result
-
-
-def _distinct_rows(cfg) -> list[np.ndarray]:
-    """Per position p, the rows of all_sequences that hold distinct inputs at p: with a causal
-    model the activation at p depends on x[:p+1] only, so 10^(p+1) rows; otherwise all."""
-    if cfg.causal:
-        return [distinct_prefix_rows(cfg.vocab_size, SEED_SEQ_LEN, p) for p in range(SEED_SEQ_LEN)]
-    return [np.arange(cfg.vocab_size**SEED_SEQ_LEN)] * SEED_SEQ_LEN
-
-
-def _family_effects(acts: np.ndarray, tokens: np.ndarray, rows, cfg) -> np.ndarray:
-    """Glass's delta of every (position, token, unit) candidate: acts [n,T,d] -> [T,V,d]."""
-    return np.stack(
-        [token_effects(acts[rows[p], p], tokens[rows[p], p], cfg.vocab_size)
-         for p in range(SEED_SEQ_LEN)]
-    )  # fmt: skip
+MEASURES = {
+    "seed-protocol": seed_protocol,
+    "controlled": controlled,
+}  # what each reading asks memo for
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)

@@ -22,64 +22,14 @@ import numpy as np
 import pytest
 
 from claim_plots import across_seeds, new_figure, sources_across_seeds
-from mechclaims.interp.inputs import balanced_sequences, random_sequences
-from mechclaims.interp.selectivity import seed_selectivity, selectivity_test
-from mechclaims.interp.stats import gaussian_features, random_rotation, rotate_units
-from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
-from mechclaims.model.transformer import Transformer
+from mechclaims.interp.claims.selectivity import SEED_PRINTED_DIMS, controlled, seed_protocol
 
 CLAIM = "selectivity"
 STATEMENT = "A random transformer holds many token- and position-selective units."
-SEED_PRINTED_DIMS = 10  # the seed's code looked at dimensions 0-9
-SEED_SAMPLES = 500
-
-
-def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
-    """The seed's measurement: 500 random sequences, std of per-position and per-token means."""
-    model = Transformer(cfg, seed=seed)
-    tokens = random_sequences(np.random.default_rng([seed, 3, 0]), SEED_SAMPLES, cfg.vocab_size,
-                              SEED_SEQ_LEN)  # fmt: skip
-    acts = activations(model, tokens, [SEED_UNITS])[SEED_UNITS.label]  # [n,T,d]
-    result = seed_selectivity(acts, tokens, thresholds["seed_std"])
-    printed = slice(0, SEED_PRINTED_DIMS)
-    return {
-        "position_std_dims_0_9": result.position_std[printed],
-        "token_std_dims_0_9": result.token_std[printed],
-        "selective_dims_0_9": int(result.selective[printed].sum()),
-        "selective_dims_all": int(result.selective.sum()),
-        "dims": int(acts.shape[-1]),
-    }
-
-
-def controlled(cfg, seed: int, thresholds: dict) -> dict:
-    """Selectivity of the network's units and of the three nulls on one balanced design."""
-    model = Transformer(cfg, seed=seed)
-    rng = np.random.default_rng([seed, 3, 1])
-    tokens = balanced_sequences(rng, thresholds["n_sequences"], cfg.vocab_size, SEED_SEQ_LEN)
-    by_set = activations(model, tokens, unit_sets(model))  # {label: [n,T,units]}
-    network = np.concatenate(list(by_set.values()), axis=-1)  # [n,T,U]
-    sources = {
-        "network": network,
-        "embedding": embedding_only(model, tokens),
-        "rotated": np.concatenate(
-            [rotate_units(acts, random_rotation(acts.shape[-1], rng)) for acts in by_set.values()],
-            axis=-1,
-        ),
-        "gaussian": gaussian_features(network[..., 0].size, network.shape[-1], rng).reshape(
-            network.shape
-        ),
-    }
-    result = {}
-    for name, acts in sources.items():
-        test = selectivity_test(acts, tokens, rng, thresholds["n_permutations"])
-        selective = test.selective(thresholds["fdr"], thresholds["min_eta2"])
-        result[f"{name}_selective_fraction"] = float(selective.mean())
-        result[f"{name}_median_explained"] = float(np.median(test.token_eta2 + test.position_eta2))
-    result["holds"] = bool(
-        result["network_selective_fraction"] > result["gaussian_selective_fraction"]
-        and result["network_median_explained"] > result["embedding_median_explained"]
-    )
-    return result
+MEASURES = {
+    "seed-protocol": seed_protocol,
+    "controlled": controlled,
+}  # what each reading asks memo for
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)

@@ -37,159 +37,29 @@ import pytest
 import scipy.stats
 
 from claim_plots import across_seeds, new_figure, sources_across_seeds
-from mechclaims.interp.consistency import (
-    additive_basis,
-    additive_residuals,
-    against_null,
-    chance_of_extreme,
-    decoder_accuracy,
-    empirical_chance_of_extreme,
-    family_agreement,
-    family_design,
-    family_eta_squared,
-    z_scores,
+from mechclaims.interp.claims.structured_inputs import (
+    NULL_SOURCES,
+    SEED_DIM,
+    UNIT_SOURCES,
+    controlled,
+    seed_protocol,
+    structured_tokens,
 )
-from mechclaims.interp.inputs import SEED_STRUCTURED, random_sequences
+from mechclaims.interp.inputs import SEED_STRUCTURED
 from mechclaims.interp.stats import (
-    benjamini_hochberg,
-    bh_adjust,
-    gaussian_features,
-    random_rotation,
-    rotate_units,
     summarize_across_seeds,
 )
-from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
+from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS
 from mechclaims.model.__main__ import draw_attention_patterns
 from mechclaims.model.transformer import Transformer
 
 CLAIM = "structured-inputs"
 STATEMENT = "Random features respond consistently to meaningful patterns."
+MEASURES = {
+    "seed-protocol": seed_protocol,
+    "controlled": controlled,
+}  # what each reading asks memo for
 ATTENTION_STATEMENT = "The attention patterns of the seed's structured inputs, per preset."
-SEED_DIM = 0  # the dimension the seed printed
-NULL_SOURCES = ("embedding", "gaussian")  # the nulls of the agreement and decoder tests
-UNIT_SOURCES = ("network", "rotated", "embedding", "gaussian")  # the per-unit reading
-
-
-def structured_tokens() -> np.ndarray:
-    """The seed's four inputs, in the order of SEED_STRUCTURED."""
-    return np.array(list(SEED_STRUCTURED.values()))  # [4 inputs, SEED_SEQ_LEN]
-
-
-def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
-    """Dimension 0 at the last position for the seed's four inputs, as z-scores against its
-    responses to random sequences."""
-    model = Transformer(cfg, seed=seed)
-    rng = np.random.default_rng([seed, 5, 0])
-    reference_tokens = random_sequences(rng, thresholds["seed_reference_sequences"],
-                                        cfg.vocab_size, SEED_SEQ_LEN)  # fmt: skip
-    tokens = np.concatenate([structured_tokens(), reference_tokens])  # [4 + n, T]
-    acts = activations(model, tokens, [SEED_UNITS])[SEED_UNITS.label]  # [4 + n, T, d]
-    last = acts[:, -1, SEED_DIM : SEED_DIM + 1]  # [4 + n, 1]
-    responses, reference = last[: len(SEED_STRUCTURED)], last[len(SEED_STRUCTURED) :]
-    z = z_scores(responses, reference)[:, 0]  # [4]
-    reference_z = z_scores(reference, reference)[:, 0]  # [n]
-    k, cut = len(SEED_STRUCTURED), thresholds["seed_z"]
-    return {
-        "responses": responses[:, 0],
-        "z_scores": z,
-        "max_abs_z": float(np.max(np.abs(z))),
-        "reference_mean": float(reference.mean()),
-        "reference_std": float(reference.std()),
-        "chance_normal": chance_of_extreme(k, cut),
-        "chance_empirical": empirical_chance_of_extreme(reference_z, k, cut),
-        "reference_responses": reference[:, 0],  # for the figure, not recorded
-    }
-
-
-def controlled(cfg, seed: int, thresholds: dict) -> dict:
-    """Agreement within the seed's families and a held-out family decoder, against random
-    relations, per unit set and per null; the per-unit share of family-selective units against a
-    rotated basis."""
-    model = Transformer(cfg, seed=seed)
-    rng = np.random.default_rng([seed, 5, 1])
-    design = family_design(cfg.vocab_size, SEED_SEQ_LEN, thresholds["n_random_patterns"],
-                           thresholds["discovery_fraction"], rng)  # fmt: skip
-    by_set = {
-        label.replace(" ", "_"): acts[:, -1]  # [n, units]
-        for label, acts in activations(model, design.tokens, unit_sets(model)).items()
-    }
-    sources = {
-        **by_set,
-        "embedding": embedding_only(model, design.tokens)[:, -1],  # [n, d]
-        "gaussian": gaussian_features(len(design.tokens), cfg.d_model, rng),
-    }
-    labelings = design.labelings(rng, thresholds["n_permutations"])  # [1 + m, patterns]
-    result: dict = {
-        "unit_sets": list(by_set),
-        "families": list(design.family_names),
-        "chance": 1.0 / design.n_families,
-    }
-    basis = additive_basis(design.tokens, cfg.vocab_size)  # [n, r]
-    residuals = {}
-    for name, raw in sources.items():
-        # [n, units]: what remains beyond the tokens one by one, i.e. how they relate
-        residuals[name], additive_share = additive_residuals(raw, basis)
-        by_family = family_agreement(residuals[name], design, labelings)  # [1 + m, families]
-        agreement = against_null(by_family.mean(axis=1))
-        decoder = against_null(decoder_accuracy(residuals[name], design, labelings))
-        result |= {
-            f"{name}_additive_share": additive_share,
-            f"{name}_agreement": float(agreement.observed),
-            f"{name}_agreement_null_mean": float(agreement.null.mean()),
-            f"{name}_agreement_p": float(agreement.p_values),
-            f"{name}_agreement_by_family": by_family[0],
-            f"{name}_agreement_by_family_null_mean": by_family[1:].mean(axis=0),
-            f"{name}_agreement_by_family_p": against_null(by_family).p_values,
-            f"{name}_decoder_accuracy": float(decoder.observed),
-            f"{name}_decoder_null_median": float(np.median(decoder.null)),
-            f"{name}_decoder_null_95": float(np.quantile(decoder.null, 0.95)),
-            f"{name}_decoder_p": float(decoder.p_values),
-        }
-    result |= _unit_set_decisions(result, list(by_set), thresholds)
-    result |= _family_selective_units(residuals, list(by_set), design, labelings, rng, thresholds)
-    return result
-
-
-def _unit_set_decisions(result: dict, sets: list[str], thresholds: dict) -> dict:
-    """BH over unit sets x both tests; a set holds if both are discoveries and its decoder beats
-    the embedding's; the seed holds if at least `min_unit_set_share` of the sets hold."""
-    p_values = np.array([[result[f"{s}_agreement_p"], result[f"{s}_decoder_p"]] for s in sets])
-    q_values = bh_adjust(p_values)  # [sets, 2]
-    discoveries = q_values <= thresholds["fdr"]
-    beats_embedding = np.array(
-        [result[f"{s}_decoder_accuracy"] > result["embedding_decoder_accuracy"] for s in sets]
-    )
-    set_holds = discoveries.all(axis=1) & beats_embedding  # [sets]
-    return {
-        "agreement_q": q_values[:, 0],
-        "decoder_q": q_values[:, 1],
-        "unit_set_holds": set_holds,
-        "unit_set_share": float(set_holds.mean()),
-        "holds": bool(set_holds.mean() >= thresholds["min_unit_set_share"]),
-    }
-
-
-def _family_selective_units(residuals, sets, design, labelings, rng, thresholds) -> dict:
-    """Share of units whose response (beyond the tokens one by one) over the family members
-    differs by family (eta² against the same relabelings of patterns, BH within a source):
-    neurons, a rotated basis of each unit set, the embedding and Gaussian features."""
-    rotated = [
-        rotate_units(residuals[s], random_rotation(residuals[s].shape[-1], rng)) for s in sets
-    ]
-    per_unit = {
-        "network": np.concatenate([residuals[s] for s in sets], axis=-1),  # [n, U]
-        "rotated": np.concatenate(rotated, axis=-1),  # [n, U]
-        "embedding": residuals["embedding"],
-        "gaussian": residuals["gaussian"],
-    }
-    result = {}
-    for name, responses in per_unit.items():
-        test = against_null(family_eta_squared(responses, design, labelings))  # [U]
-        result[f"{name}_family_units_fraction"] = float(
-            benjamini_hochberg(test.p_values, thresholds["fdr"]).mean()
-        )
-        result[f"{name}_family_median_eta2"] = float(np.median(test.observed))
-    return result
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)

@@ -29,167 +29,32 @@ Persistence through a training that taught nothing would say nothing.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 
 from claim_plots import new_figure, seed_axis
-from mechclaims.interp.inputs import balanced_sequences, family_sequences, random_sequences
-from mechclaims.interp.persistence import (
-    TrainedPair,
-    eta2_by_factor,
-    heldout_balanced_sequences,
-    notebook_selectivity,
-    overlap_test,
-    rank_agreement,
-    rank_correlation,
-    train_from_init,
+from mechclaims.interp.claims.persistence import (
+    CHANCE,
+    CURVE_SEEDS,
+    FACTORS,
+    TASK,
+    measure,
 )
-from mechclaims.interp.selectivity import selectivity_test
-from mechclaims.interp.units import activations, embedding_only, unit_sets
 from mechclaims.interp.verdicts import cross_seed_verdict
-from mechclaims.model.tasks import PATTERN_FAMILIES, get_task
-from mechclaims.model.train import TrainSettings, config_for_task
-from mechclaims.model.transformer import Transformer
+from mechclaims.model.tasks import PATTERN_FAMILIES
 
 CLAIM = "persistence"
 STATEMENT = "Selectivity present at initialization persists through training."
-TASK = "patterns"
-FACTORS = ("token", "position")
-CURVE_SEEDS = 3  # loss curves drawn per preset
-CHANCE = 0.1  # next-token accuracy of a uniform guess over the 10 tokens
+# What each reading asks memo for (the broker plans every measurement from these).
+MEASURES = {"seed-protocol": measure, "controlled": measure}
 
 
-@functools.cache
-def trained_pair(cfg, seed: int, steps: int, batch_size: int, lr: float, warmup: int):
-    """The model of (cfg, seed) and its copy trained on the task: shared by both readings."""
-    task = get_task(TASK)
-    settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed)
-    families = {
-        name: members
-        for name, members in family_sequences(task.vocab_size, task.seq_len).items()
-        if name in PATTERN_FAMILIES
-    }
-    model = Transformer(config_for_task(cfg, task), seed=seed)
-    return train_from_init(model, task, settings, families)
-
-
-def training(cfg, seed: int, thresholds: dict) -> TrainedPair:
-    return trained_pair(
-        cfg,
-        seed,
-        thresholds["train_steps"],
-        thresholds["train_batch_size"],
-        thresholds["train_lr"],
-        thresholds["train_warmup"],
-    )
-
-
-def mlp_activations(model: Transformer, tokens: np.ndarray) -> np.ndarray:
-    """Every MLP neuron of every layer: [n, T, U]."""
-    sets = [unit_set for unit_set in unit_sets(model) if unit_set.label.endswith("mlp")]
-    return np.concatenate(list(activations(model, tokens, sets).values()), axis=-1)
-
-
-def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
-    """The notebook's ANOVA rule before and after training, on the same random sequences."""
-    pair = training(cfg, seed, thresholds)
-    tokens = random_sequences(np.random.default_rng([seed, 6, 0]), thresholds["seed_samples"],
-                              pair.initial.cfg.vocab_size, get_task(TASK).n_ctx)  # fmt: skip
-    result = {}
-    for stage, model in (("init", pair.initial), ("trained", pair.trained)):
-        measured = notebook_selectivity(mlp_activations(model, tokens), tokens,
-                                        thresholds["seed_alpha"])  # fmt: skip
-        result[f"{stage}_token_share"] = float(measured.token_selective.mean())
-        result[f"{stage}_position_share"] = float(measured.position_selective.mean())
-        result[f"{stage}_both_share"] = float(measured.both_selective.mean())
-        for factor in FACTORS:
-            eta2 = getattr(measured, f"{factor}_eta2")
-            result[f"{stage}_{factor}_eta2_range"] = [float(eta2.min()), float(eta2.max())]
-            result[f"{stage}_{factor}_eta2"] = eta2
-    result["neurons"] = int(measured.token_eta2.size)
-    result.update(training_summary(pair))
-    return result
-
-
-def training_summary(pair: TrainedPair) -> dict:
-    """What training achieved: held-out loss and accuracy, accuracy per structured family."""
-    summary = {
-        "heldout_loss_init": pair.initial_evaluation["loss"],
-        "heldout_loss_trained": pair.evaluation["loss"],
-        "heldout_accuracy_trained": pair.evaluation["accuracy"],
-        "train_loss_first": float(pair.losses[0]),
-        "train_loss_last": float(pair.losses[-1]),
-        "losses": pair.losses,
-    }
-    for family, accuracy in pair.trained_accuracy.items():
-        summary[f"{family}_accuracy_init"] = pair.initial_accuracy[family]
-        summary[f"{family}_accuracy_trained"] = accuracy
-    return summary
-
-
-def controlled(cfg, seed: int, thresholds: dict) -> dict:
-    """Selective sets and eta² at init (discovery design) and after training (held-out design),
-    against random matching of neurons; the retest and embedding-alone comparisons."""
-    pair = training(cfg, seed, thresholds)
-    vocab, length = pair.initial.cfg.vocab_size, get_task(TASK).n_ctx
-    rng = np.random.default_rng([seed, 6, 1])
-    discovery = balanced_sequences(rng, thresholds["n_sequences"], vocab, length)
-    heldout = heldout_balanced_sequences(discovery, rng, thresholds["n_sequences"], vocab)
-    init = factor_selectivity(mlp_activations(pair.initial, discovery), discovery, rng, thresholds)
-    trained = factor_selectivity(mlp_activations(pair.trained, heldout), heldout, rng, thresholds)
-    retest = eta2_by_factor(mlp_activations(pair.initial, heldout), heldout)  # [2,U]
-    embedding_init = eta2_by_factor(embedding_only(pair.initial, discovery), discovery)  # [2,d]
-    embedding_trained = eta2_by_factor(embedding_only(pair.trained, heldout), heldout)  # [2,d]
-    result, holds = {"neurons": int(init["token"].size)}, []
-    for i, factor in enumerate(FACTORS):
-        overlap = overlap_test(init[f"{factor}_selective"], trained[f"{factor}_selective"])
-        agreement = rank_agreement(init[factor], trained[factor], rng,
-                                   thresholds["n_permutations"])  # fmt: skip
-        embedding = rank_agreement(embedding_init[i], embedding_trained[i], rng,
-                                   thresholds["n_permutations"])  # fmt: skip
-        result.update({
-            f"{factor}_selective_init": overlap.initial,
-            f"{factor}_selective_trained": overlap.trained,
-            f"{factor}_shared": overlap.shared,
-            f"{factor}_persistence": overlap.persistence,
-            f"{factor}_random_persistence": overlap.random_persistence,
-            f"{factor}_overlap_p": overlap.p_value,
-            f"{factor}_rank_correlation": agreement.correlation,
-            f"{factor}_rank_null_95": agreement.null_high,
-            f"{factor}_rank_p": agreement.p_value,
-            f"{factor}_retest_correlation": rank_correlation(init[factor], retest[i]),
-            f"{factor}_embedding_rank_correlation": embedding.correlation,
-            f"{factor}_embedding_rank_p": embedding.p_value,
-            f"{factor}_eta2_init": init[factor],
-            f"{factor}_eta2_trained": trained[factor],
-        })  # fmt: skip
-        holds.append(
-            overlap.p_value < thresholds["alpha"] and agreement.p_value < thresholds["alpha"]
-        )
-    result["holds"] = bool(all(holds))
-    return result
-
-
-def factor_selectivity(acts, tokens, rng, thresholds: dict) -> dict:
-    """{factor: eta² [U]} and {factor_selective: [U] bool} by claim 3's rule, per factor."""
-    test = selectivity_test(acts, tokens, rng, thresholds["n_permutations"])
-    selective = test.selective_by_factor(thresholds["fdr"], thresholds["min_eta2"])  # [2,U]
-    eta2 = (test.token_eta2, test.position_eta2)
-    return {
-        **dict(zip(FACTORS, eta2, strict=True)),
-        **{f"{factor}_selective": row for factor, row in zip(FACTORS, selective, strict=True)},
-    }
-
-
-def assert_trained(evidence, model_config, seeds, thresholds: dict) -> None:
+def assert_trained(evidence, memo, model_config, seeds, thresholds: dict) -> None:
     """Persistence through training means nothing if training taught nothing: the trained model
     must beat chance on the structured families (mean accuracy over them) on most seeds."""
-    accuracy = np.array([
-        np.mean(list(training(model_config, seed, thresholds).trained_accuracy.values()))
-        for seed in seeds
-    ])  # fmt: skip
+    accuracy = np.array(
+        [memo(measure, model_config, seed, thresholds)["structured_accuracy"] for seed in seeds]
+    )
     learned = cross_seed_verdict(accuracy >= thresholds["min_structured_accuracy"],
                                  thresholds["required_rate"])  # fmt: skip
     evidence.record(trained_on=learned.holds, structured_accuracy_median=float(np.median(accuracy)))
@@ -211,7 +76,7 @@ def scalars(result: dict) -> dict:
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
 def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
-    seed_result = memo(seed_protocol, model_config, seed, thresholds)
+    seed_result = memo(measure, model_config, seed, thresholds)["seed_protocol"]
     share = min(seed_result["init_both_share"], seed_result["trained_both_share"])
     evidence.record(
         statistic=share,
@@ -227,7 +92,7 @@ def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
 def test_controlled(evidence, memo, model_config, seed, thresholds):
-    controlled_result = memo(controlled, model_config, seed, thresholds)
+    controlled_result = memo(measure, model_config, seed, thresholds)["controlled"]
     evidence.record(
         statistic=min(controlled_result[f"{f}_rank_correlation"] for f in FACTORS),
         null_value=max(controlled_result[f"{f}_rank_null_95"] for f in FACTORS),
@@ -242,18 +107,18 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(seed_protocol, model_config, seed, thresholds) for seed in seeds]
+    results = [memo(measure, model_config, seed, thresholds)["seed_protocol"] for seed in seeds]
     init = np.array([result["init_both_share"] for result in results])
     trained = np.array([result["trained_both_share"] for result in results])
     evidence.figure("seed protocol", seed_style_figure(results, seeds, thresholds))
     evidence.figure("training", training_figure(results, seeds))
     judge(CLAIM, "seed-protocol", np.minimum(init, trained) >= thresholds["seed_min_share"])
-    assert_trained(evidence, model_config, seeds, thresholds)
+    assert_trained(evidence, memo, model_config, seeds, thresholds)
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
 def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
+    results = [memo(measure, model_config, seed, thresholds)["controlled"] for seed in seeds]
     evidence.figure(f"eta² at init and trained (seed {seeds[0]})", eta2_scatter(results[0]))
     evidence.figure("persistence against random matching", persistence_figure(results, seeds))
     rank_holds = [all(r[f"{f}_rank_p"] < thresholds["alpha"] for f in FACTORS) for r in results]
@@ -264,7 +129,7 @@ def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thr
         overlap_beats_random_on=sum(overlap_holds), rank_beats_shuffled_on=sum(rank_holds)
     )
     judge(CLAIM, "controlled", [result["holds"] for result in results])
-    assert_trained(evidence, model_config, seeds, thresholds)
+    assert_trained(evidence, memo, model_config, seeds, thresholds)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,168 @@
+"""Claim 4, circuits: the per-seed measurements of both readings.
+
+The claim, its tests and figures are in claims/test_claim4_circuits.py.
+Pure functions of (model source, seed, thresholds) returning plain values, so that the harness's
+broker can run them in this process or anywhere else; the claim's tests record and decide on them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mechclaims.interp.circuits import (
+    concatenate_partitions,
+    count_signed_pairs,
+    distinct_sequences,
+    partition_test,
+    rotated_correlation,
+    strong_pairs,
+    strongest_partners,
+    upper_pairs,
+)
+from mechclaims.interp.inputs import all_sequences, distinct_prefix_rows, random_sequences
+from mechclaims.interp.stats import (
+    correlation_matrix,
+    correlation_p_value,
+    discovery_split,
+    effective_sample_size,
+    fisher_z_interval,
+    gaussian_features,
+    random_rotation,
+)
+from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
+from mechclaims.model.transformer import Transformer
+
+SEED_PRINTED_DIMS = np.arange(5)  # the seed printed partners of dimensions 0-4
+SEED_SAMPLES = 500
+SOURCES = ("network", "embedding", "rotated", "gaussian")
+POSITIONS = {"pos0": 0, "pos3": SEED_SEQ_LEN - 1}
+ABS_R_BINS = np.linspace(0.0, 1.0, 21)  # |r| histogram bins of the figures
+
+
+def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
+    """The seed's measurement: r between residual dims at position 0 over 500 random sequences."""
+    model = Transformer(cfg, seed=seed)
+    tokens = random_sequences(np.random.default_rng([seed, 4, 0]), SEED_SAMPLES, cfg.vocab_size,
+                              SEED_SEQ_LEN)  # fmt: skip
+    acts = activations(model, tokens, [SEED_UNITS])[SEED_UNITS.label][:, 0]  # [n,d] at position 0
+    corr = correlation_matrix(acts)  # [d,d]
+    partners = strongest_partners(corr, SEED_PRINTED_DIMS, thresholds["seed_print_r"])
+    above, below = count_signed_pairs(corr, thresholds["strong_r"])
+    distinct_inputs = effective_sample_size(tokens[:, :1])
+    pairs = len(upper_pairs(corr))
+    # pairs beyond +0.8 (or beyond -0.8) expected of i.i.d. Gaussian units on as many inputs
+    chance_each_sign = pairs * correlation_p_value(thresholds["strong_r"], distinct_inputs) / 2
+    return {
+        "printed_partners": partners.partner,
+        "printed_r": partners.r,
+        "pairs_above": above,
+        "pairs_below": below,
+        "pairs": pairs,
+        "chance_pairs_each_sign": float(chance_each_sign),
+        "rows": SEED_SAMPLES,
+        "distinct_inputs": distinct_inputs,
+        "distinct_activations": effective_sample_size(acts),
+        "correlation_matrix": corr,
+    }
+
+
+def controlled(cfg, seed: int, thresholds: dict) -> dict:
+    """Strong-pair rates of the network and its nulls at positions 0 and 3; opposing pairs'
+    partition of held-out inputs at position 3."""
+    model = Transformer(cfg, seed=seed)
+    rng = np.random.default_rng([seed, 4, 1])
+    vocab = cfg.vocab_size
+    first_rows = distinct_prefix_rows(vocab, SEED_SEQ_LEN, 0)
+    first_tokens = all_sequences(vocab, SEED_SEQ_LEN)[first_rows]  # [V,L]
+    sample = distinct_sequences(rng, thresholds["n_sequences"], vocab, SEED_SEQ_LEN)  # [n,L]
+    tokens = np.concatenate([first_tokens, sample])  # [V+n, L]
+    rows = {"pos0": slice(0, vocab), "pos3": slice(vocab, None)}
+    by_set = activations(model, tokens, unit_sets(model))  # {label: [V+n,L,units]}
+    embedding = embedding_only(model, tokens)  # [V+n,L,d]
+    rotations = {label: random_rotation(acts.shape[-1], rng) for label, acts in by_set.items()}
+
+    result, figure_data = {}, {}
+    for name, position in POSITIONS.items():
+        n_effective = effective_sample_size(tokens[rows[name], : position + 1])
+        features = {label: acts[rows[name], position] for label, acts in by_set.items()}
+        correlations = _source_correlations(
+            features, embedding[rows[name], position], rotations, rng
+        )
+        result[f"{name}_n_effective"] = n_effective
+        for source, matrices in correlations.items():
+            pairs = strong_pairs(matrices, n_effective, thresholds["strong_r"], thresholds["fdr"])
+            result[f"{name}_{source}_rate"] = pairs.rate
+            result[f"{name}_{source}_strong"] = int(pairs.strong.sum())
+            result[f"{name}_{source}_mean_r"] = float(pairs.r.mean())
+            figure_data[f"{name}_{source}_abs_r"] = np.histogram(np.abs(pairs.r), ABS_R_BINS)[0]
+        if name == "pos0":
+            seed_units = correlation_matrix(features[SEED_UNITS.label])  # [d,d]
+            result.update(_seed_units_tested(seed_units, n_effective, thresholds))
+
+    split = discovery_split(thresholds["n_sequences"], thresholds["discovery_fraction"], rng)
+    partition = concatenate_partitions(
+        [
+            partition_test(acts[rows["pos3"], POSITIONS["pos3"]], *split, thresholds["strong_r"])
+            for acts in by_set.values()
+        ]
+    )
+    result.update(_partition_summary(partition))
+    figure_data["partition_r"], figure_data["partition_share"] = partition.r, partition.share
+
+    result["holds_structure"] = bool(
+        all(result["pos3_network_rate"] > result[f"pos3_{null}_rate"] for null in SOURCES[1:])
+    )
+    result["holds_partition"] = bool(
+        partition.r.size > 0 and result["partition_median_share"] >= thresholds["partition_share"]
+    )
+    result["holds"] = result["holds_structure"] and result["holds_partition"]
+    return {"result": result, "figure_data": figure_data}
+
+
+def _source_correlations(
+    features: dict, embedding: np.ndarray, rotations: dict, rng: np.random.Generator
+) -> dict:
+    """{source: [correlation matrix per unit set]} for the network and its three nulls, each
+    null on as many inputs and units as the network."""
+    network = {label: correlation_matrix(acts) for label, acts in features.items()}
+    return {
+        "network": list(network.values()),
+        "embedding": [correlation_matrix(embedding)],
+        "rotated": [
+            rotated_correlation(network[label], acts.std(axis=0), rotations[label])
+            for label, acts in features.items()
+        ],
+        "gaussian": [
+            correlation_matrix(gaussian_features(*acts.shape, rng)) for acts in features.values()
+        ],
+    }
+
+
+def _seed_units_tested(corr: np.ndarray, n_effective: int, thresholds: dict) -> dict:
+    """The seed's units at position 0: their strongest pair tested with the 10 distinct inputs
+    it rests on, and as if it rested on the seed's 500 rows."""
+    r = upper_pairs(corr)
+    strongest = r[np.argmax(np.abs(r))]
+    tested = {}
+    for label, n in (("n_effective", n_effective), ("seed_rows", SEED_SAMPLES)):
+        low, high = fisher_z_interval(strongest, n)
+        tested[f"seed_units_strongest_p_{label}"] = float(correlation_p_value(strongest, n))
+        tested[f"seed_units_strongest_ci_{label}"] = [float(low), float(high)]
+        strong = strong_pairs([corr], n, thresholds["strong_r"], thresholds["fdr"])
+        tested[f"seed_units_discovered_{label}"] = int((strong.strong & strong.discovered).sum())
+    tested["seed_units_strongest_r"] = float(strongest)
+    tested["seed_units_mean_r"] = float(r.mean())  # the LN constraint alone: -1/(d-1) if post-LN
+    return tested
+
+
+def _partition_summary(partition) -> dict:
+    """Per-seed statistics of the opposing pairs' held-out partition (None: no pair found)."""
+    found = partition.r.size > 0
+    return {
+        "partition_pairs": int(partition.r.size),
+        "partition_median_share": float(np.median(partition.share)) if found else None,
+        "partition_median_gaussian": float(np.median(partition.gaussian_share)) if found else None,
+        "partition_median_excess": (
+            float(np.median(partition.share - partition.gaussian_share)) if found else None
+        ),
+    }
