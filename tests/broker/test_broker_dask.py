@@ -64,7 +64,8 @@ def test_a_local_and_a_running_cluster_measure_each_once_and_report_as_the_seria
             f'{PYPROJECT}dask_scheduler = "{cluster.address}"\n'
         )
         running = run_pytest(project)
-        assert cluster.n_workers() == 2  # the run leaves the cluster up
+        # Both workers were set up as the root conftest sets up pytest, and are still up.
+        assert list(cluster.ask_workers(set_up_as_the_root_conftest()).values()) == [True, True]
     assert running.returncode == 0, running.output
     assert running.report() == serial_report
     assert measured(project) == EACH_ONCE
@@ -163,6 +164,21 @@ def test_a_terminal_shows_measurements_done_running_and_waiting_at_the_end_of_th
     screen = terminal_screen(output)
     assert "[dask:" not in screen  # erased each time, pytest's line carried on
     assert re.search(r"^test_toy_claim\.py \.{10} +\[100%\]$", screen, re.M), screen
+
+
+def set_up_as_the_root_conftest():
+    """A question for a worker (a function defined here is sent by value, not by name): has it
+    mechclaims' plugin, and one thread in each BLAS library it has loaded?"""
+
+    def answer(dask_worker) -> bool:
+        from threadpoolctl import threadpool_info
+
+        blas = [library for library in threadpool_info() if library["user_api"] == "blas"]
+        return "mechclaims-measurements" in dask_worker.plugins and all(
+            library["num_threads"] == 1 for library in blas
+        )
+
+    return answer
 
 
 def other_mechclaims_version(directory: Path) -> str:

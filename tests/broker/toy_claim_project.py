@@ -25,6 +25,7 @@ from pathlib import Path
 RUN_TIMEOUT_S = 240
 CLUSTER_TIMEOUT_S = 60
 N_MEASUREMENTS = 8  # 2 presets x 4 seeds
+BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 PYPROJECT = """\
 [tool.pytest.ini_options]
@@ -179,8 +180,11 @@ def run_pytest(project: Path, *args: str, timeout: float = RUN_TIMEOUT_S, **swit
 @contextmanager
 def dask_cluster(project: Path, n_workers: int = 2, **switches: str) -> Iterator[Cluster]:
     """A scheduler on 127.0.0.1 (without a dashboard) and `n_workers` single-threaded workers,
-    run in the project, which is on their PYTHONPATH: as on the machines of a cluster."""
-    cluster = Cluster(project, toy_env(project, PYTHONPATH=str(project), **switches))
+    run in the project, which is on their PYTHONPATH: as on the machines of a cluster. The
+    workers run without a nanny, which would limit their BLAS threads (as mechclaims must)."""
+    env = {name: value for name, value in toy_env(project, **switches).items()
+           if name not in BLAS_THREADS}  # fmt: skip
+    cluster = Cluster(project, env)
     scheduler_file = project / "scheduler.json"
     try:
         cluster.start(["scheduler", "--port", "0", "--no-dashboard",
@@ -189,8 +193,7 @@ def dask_cluster(project: Path, n_workers: int = 2, **switches: str) -> Iterator
             lambda: scheduler_file.exists() and scheduler_file.read_text().rstrip().endswith("}")
         )
         cluster.address = json.loads(scheduler_file.read_text())["address"]
-        if n_workers:
-            cluster.add_workers(n_workers)
+        cluster.add_workers(n_workers)
         yield cluster
     finally:
         for process in cluster.processes:
@@ -205,20 +208,20 @@ class Cluster:
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     def start(self, dask_command: list[str], pythonpath: str = "") -> None:
-        """Start `dask <dask_command>` on 127.0.0.1, `pythonpath` first on its PYTHONPATH."""
-        env = {
-            **self.env,
-            "PYTHONPATH": os.pathsep.join(filter(None, [pythonpath, str(self.project)])),
-        }
+        """Start `dask <dask_command>` on 127.0.0.1 with `pythonpath`, then the project, on its
+        PYTHONPATH."""
+        path = os.pathsep.join(filter(None, [pythonpath, str(self.project)]))
         command = [sys.executable, "-m", "dask", *dask_command, "--host", "127.0.0.1"]
+        env = {**self.env, "PYTHONPATH": path}
         self.processes.append(start(command, self.project, env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL))  # fmt: skip
 
     def add_workers(self, n_workers: int, pythonpath: str = "") -> None:
         """Start `n_workers` more workers and wait until the scheduler has them."""
         expected = self.n_workers() + n_workers
-        self.start(["worker", self.address, "--nworkers", str(n_workers), "--nthreads", "1",
-                    "--no-dashboard"], pythonpath)  # fmt: skip
+        for _ in range(n_workers):
+            self.start(["worker", self.address, "--nthreads", "1", "--no-nanny",
+                        "--no-dashboard"], pythonpath)  # fmt: skip
         wait_until(lambda: self.n_workers() >= expected)
 
     def n_workers(self) -> int:
@@ -228,10 +231,17 @@ class Cluster:
         return self.ask_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
 
     def ask_scheduler(self, question: Callable):
+        with self.client() as client:
+            return client.run_on_scheduler(question)
+
+    def ask_workers(self, question: Callable) -> dict:
+        with self.client() as client:
+            return client.run(question)
+
+    def client(self):
         from distributed import Client  # only the cluster tests need Dask
 
-        with Client(self.address, timeout=CLUSTER_TIMEOUT_S) as client:
-            return client.run_on_scheduler(question)
+        return Client(self.address, timeout=CLUSTER_TIMEOUT_S)
 
 
 def wait_until(condition: Callable[[], object], timeout: float = CLUSTER_TIMEOUT_S) -> None:
