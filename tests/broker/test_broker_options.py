@@ -41,7 +41,7 @@ sys.exit(pytest.main(["-p", "no:cacheprovider", *sys.argv[1:]]))
          "ERROR: ini option dask_workers: expected a number of workers >= 0, got '-1'"),
         (["-n", "2", "--dask-workers", "2"], "",
          "ERROR: -n (pytest-xdist) and --dask-workers: xdist splits the tests, the Dask cluster "
-         "measures for all of them; use one"),
+         "measures for all of them; use one (--dask-workers 0: no cluster)"),
     ],
 )  # fmt: skip
 def test_a_choice_that_cannot_be_honoured_is_a_usage_error(pytester, args, ini, message):
