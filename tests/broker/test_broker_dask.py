@@ -122,7 +122,7 @@ def test_a_worker_with_other_software_at_the_start_is_a_usage_error(toy_project,
 def test_a_worker_with_other_software_that_joins_later_fails_its_tasks_clearly(
     toy_project, tmp_path
 ):
-    with dask_cluster(toy_project, n_workers=1, TOY_SLEEP_S="1") as cluster:
+    with dask_cluster(toy_project, n_workers=1, TOY_SLEEP_S="2") as cluster:
         process = start(pytest_command("--dask-scheduler", cluster.address, "-rf"), toy_project,
                         toy_env(toy_project), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                         text=True)  # fmt: skip
@@ -212,10 +212,11 @@ def is_running(pid: int) -> bool:
 
 
 def run_in_terminal(project: Path, *args: str, **switches: str) -> str:
-    """The output of a pytest run whose stdout and stderr are a terminal (a pseudo-terminal)."""
+    """What a pytest run writes to its stdout, a terminal (a pseudo-terminal). (Its stderr, where
+    Dask logs, e.g. that its event loop was slow, is not shown.)"""
     controller, terminal = pty.openpty()
     process = start(pytest_command(*args), project, toy_env(project, **switches),
-                    stdin=terminal, stdout=terminal, stderr=terminal)  # fmt: skip
+                    stdin=terminal, stdout=terminal, stderr=subprocess.DEVNULL)  # fmt: skip
     os.close(terminal)
     chunks = []
     deadline = time.monotonic() + RUN_TIMEOUT_S
