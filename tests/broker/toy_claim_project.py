@@ -167,11 +167,12 @@ def pytest_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
 
 
-def run_pytest(project: Path, *args: str, timeout: float = RUN_TIMEOUT_S, **switches: str) -> Run:
+def run_pytest(project: Path, *args: str, **switches: str) -> Run:
+    """pytest with `args` in the project, the toy measurement's `switches` set."""
     process = start(pytest_command(*args), project, toy_env(project, **switches),
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
-        output, _ = process.communicate(timeout=timeout)
+        output, _ = process.communicate(timeout=RUN_TIMEOUT_S)
     finally:
         kill_session(process)
     return Run(process.returncode, output, project)
