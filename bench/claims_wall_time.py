@@ -9,12 +9,14 @@ Run: `pip install -e ".[test,dask]" && python -m bench.claims_wall_time [pytest 
     dask          pytest claims/ --dask-workers 2     each measurement once, on two workers
 
 Each run writes its evidence report to a temporary folder. The script prints the three wall
-times (the claims' verdicts may fail a run: its time still counts) and whether each report is
-byte-identical to the serial one, run.json aside. On a 2-core machine, measure when it is idle.
+times, with the CPU time of every process each run started (the claims' verdicts may fail a
+run: its time still counts), and whether each report is byte-identical to the serial one,
+run.json aside. On a 2-core machine, measure when it is idle.
 """
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 import tempfile
@@ -28,13 +30,20 @@ RUNS = {
 }
 
 
-def run_claims(options: list[str], report: Path) -> tuple[float, int]:
-    """Wall time and exit code of `pytest claims/` with `options`, reporting to `report`."""
+def run_claims(options: list[str], report: Path) -> tuple[float, float, int]:
+    """Wall time, CPU time (of pytest and every process it started) and exit code of
+    `pytest claims/` with `options`, reporting to `report`."""
     command = [sys.executable, "-m", "pytest", "claims", "-q", "-p", "no:cacheprovider",
                "--evidence-dir", str(report), *options]  # fmt: skip
+    cpu_before = children_cpu_s()
     started = time.perf_counter()
     finished = subprocess.run(command, stdout=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - started, finished.returncode
+    return time.perf_counter() - started, children_cpu_s() - cpu_before, finished.returncode
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def report_files(report: Path) -> dict[str, bytes]:
@@ -49,8 +58,9 @@ def main(extra: list[str]) -> None:
         reports = {name: Path(scratch) / str(index) for index, name in enumerate(RUNS)}
         times = {}
         for name, options in RUNS.items():
-            times[name], code = run_claims([*options, *extra], reports[name])
-            print(f"{name:<24} {times[name]:7.1f} s   (pytest exit code {code})", flush=True)
+            times[name], cpu, code = run_claims([*options, *extra], reports[name])
+            print(f"{name:<24} {times[name]:7.1f} s wall {cpu:7.1f} s CPU   (exit code {code})",
+                  flush=True)  # fmt: skip
         serial = report_files(reports["serial"])
         for name in list(RUNS)[1:]:
             same = report_files(reports[name]) == serial
