@@ -1,21 +1,24 @@
 """Wall time of the claims run three ways: serially, under pytest-xdist, on a local Dask cluster.
 
-Run: `pip install -e ".[test,dask]" && python -m bench.claims_wall_time [pytest options]`
-(not part of any test run; extra options, e.g. `--seeds 0:5`, go to all three runs).
+Run: `pip install -e ".[test,dask]" && python -m bench.claims_wall_time [--rounds N] [pytest
+options]` (not part of any test run; pytest options, e.g. `--seeds 0:5`, go to every run).
 
     serial        pytest claims/                      every measurement in the pytest process
     xdist         pytest claims/ -n 2                 each xdist worker measures what its tests
                                                       need: cross-seed tests measure again
     dask          pytest claims/ --dask-workers 2     each measurement once, on two workers
 
-Each run writes its evidence report to a temporary folder. The script prints the three wall
-times, with the CPU time of every process each run started (the claims' verdicts may fail a
-run: its time still counts), and whether each report is byte-identical to the serial one,
-run.json aside. On a 2-core machine, measure when it is idle.
+The three runs take turns, `--rounds` times (default 1), each round in another order, so that a
+change in the machine's load does not fall on one of them only. Each run prints its wall time
+and the CPU time of every process it started (the claims' verdicts may fail a run: its time
+still counts); at the end, each way's best wall time, and whether its reports are
+byte-identical to the serial run's (run.json aside). On a 2-core machine, measure when it is
+idle: a busy machine's other processes take the cores that the parallel runs would use.
 """
 
 from __future__ import annotations
 
+import argparse
 import resource
 import subprocess
 import sys
@@ -53,20 +56,32 @@ def report_files(report: Path) -> dict[str, bytes]:
             if path.is_file() and path.name != "run.json"}  # fmt: skip
 
 
-def main(extra: list[str]) -> None:
+def main(rounds: int, pytest_options: list[str]) -> None:
+    names = list(RUNS)
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    same: dict[str, bool] = {name: True for name in names}
     with tempfile.TemporaryDirectory() as scratch:
-        reports = {name: Path(scratch) / str(index) for index, name in enumerate(RUNS)}
-        times = {}
-        for name, options in RUNS.items():
-            times[name], cpu, code = run_claims([*options, *extra], reports[name])
-            print(f"{name:<24} {times[name]:7.1f} s wall {cpu:7.1f} s CPU   (exit code {code})",
-                  flush=True)  # fmt: skip
-        serial = report_files(reports["serial"])
-        for name in list(RUNS)[1:]:
-            same = report_files(reports[name]) == serial
-            print(f"{name}: report {'byte-identical to' if same else 'DIFFERS from'} serial")
-        print(f"dask / xdist: {times['dask --dask-workers 2'] / times['xdist -n 2']:.2f}")
+        for round_index in range(rounds):
+            order = names[round_index % 3 :] + names[: round_index % 3]
+            reports = {name: Path(scratch) / f"{round_index}-{index}" for index, name in
+                       enumerate(order)}  # fmt: skip
+            for name in order:
+                seconds, cpu, code = run_claims([*RUNS[name], *pytest_options], reports[name])
+                wall[name].append(seconds)
+                print(f"round {round_index + 1}  {name:<22} {seconds:7.1f} s wall "
+                      f"{cpu:7.1f} s CPU  (exit code {code})", flush=True)  # fmt: skip
+            serial = report_files(reports["serial"])
+            for name in names:
+                same[name] = same[name] and report_files(reports[name]) == serial
+    for name in names:
+        identity = "byte-identical to serial" if same[name] else "DIFFERENT from serial"
+        print(f"best {name:<22} {min(wall[name]):7.1f} s   report {identity}")
+    ratio = min(wall["dask --dask-workers 2"]) / min(wall["xdist -n 2"])
+    print(f"best dask / best xdist: {ratio:.2f}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=1, help="how many times to run each way")
+    arguments, rest = parser.parse_known_args()
+    main(arguments.rounds, rest)
