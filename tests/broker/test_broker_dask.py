@@ -53,7 +53,7 @@ def test_a_local_and_a_running_cluster_measure_each_once_and_report_as_the_seria
     assert local.returncode == 0, local.output
     assert local.report() == serial_report
     assert measured(toy_project) == EACH_ONCE  # per-seed and cross-seed tests share them
-    assert os.getpid() not in {pid for *_, pid in calls(toy_project)}
+    assert local.pid not in {pid for *_, pid in calls(toy_project)}  # measured on the workers
     assert "dask: measuring on a LocalCluster of 2 worker processes; dashboard http" in local.output
     assert f"dask: {N_MEASUREMENTS} measurements submitted" in local.output
     assert "[dask:" not in local.output  # no progress line: the output is not a terminal

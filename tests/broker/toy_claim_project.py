@@ -127,6 +127,7 @@ class Run:
     returncode: int
     output: str  # stdout and stderr
     project: Path
+    pid: int  # of the pytest process
 
     def report(self) -> dict[str, bytes]:
         """Every file of the evidence report but run.json, by its path in the report."""
@@ -175,7 +176,7 @@ def run_pytest(project: Path, *args: str, **switches: str) -> Run:
         output, _ = process.communicate(timeout=RUN_TIMEOUT_S)
     finally:
         kill_session(process)
-    return Run(process.returncode, output, project)
+    return Run(process.returncode, output, project, process.pid)
 
 
 @contextmanager
