@@ -10,11 +10,13 @@ about 30% of the time, which is recorded beside it.
 Controlled: every unit (MLP neurons and residual dimensions after every block), the same response
 (max over positions) on a balanced design split into discovery and held-out halves. Each unit's
 feature is picked on discovery (largest Cohen's d) and confirmed on held-out (Cohen's d, a
-permutation p-value, BH across units). The claim as the seed meant it holds on a seed when the
-network has more confirmed detectors than i.i.d. Gaussian responses on the same inputs (beyond
-chance) and its units' held-out effects exceed those of the embedding alone, LN(W_E[x] + W_pos)
-(beyond passing the embedding through). A random rotation of each unit set is reported beside
-them: are neurons more detector-like than any direction?
+permutation p-value, BH across units). The claim as the seed meant it holds when, across seeds,
+the network has more confirmed detectors than i.i.d. Gaussian responses on the same inputs
+(beyond chance) and its units' held-out effects exceed those of the embedding alone,
+LN(W_E[x] + W_pos) (beyond passing the embedding through), each by more than the registry's
+margin (the paired differences' interval across seeds: `mechclaims.interp.verdicts`). A random
+rotation of each unit set is reported beside them: are neurons more detector-like than any
+direction?
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from matplotlib.ticker import MaxNLocator
 
 from claim_plots import across_seeds, new_figure, sources_across_seeds
 from mechclaims.interp.claims.feature_detectors import (
+    BEYOND,
     SEED_DIM,
     SOURCES,
     chance_of_shared_top_feature,
@@ -32,6 +35,7 @@ from mechclaims.interp.claims.feature_detectors import (
     seed_protocol,
 )
 from mechclaims.interp.units import SEED_UNITS
+from mechclaims.interp.verdicts import paired_differences
 
 CLAIM = "feature-detectors"
 STATEMENT = (
@@ -128,4 +132,4 @@ def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thr
     ax_fraction.set_title(f"confirmed detectors (BH, held-out d >= {thresholds['min_effect']})",
                           fontsize=9)  # fmt: skip
     evidence.figure("model against nulls", figure)
-    judge(CLAIM, "controlled", [result["holds"] for result in results])
+    judge(CLAIM, "controlled", differences=paired_differences(results, BEYOND))

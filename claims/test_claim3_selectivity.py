@@ -8,12 +8,13 @@ token-selective if the std of its 10 per-token means (pooled over positions) did
 Controlled: every unit (MLP neurons and residual dimensions after every block) on a balanced
 design; the share of its variance explained by the current token and by the position (eta²),
 with permutation p-values that keep the other factor, Benjamini-Hochberg across units and both
-tests. The claim as the seed meant it (the network holds interpretable units) holds on a seed
-when the units are selective beyond chance (more selective units than i.i.d. Gaussian features
+tests. The claim as the seed meant it (the network holds interpretable units) holds when, across
+seeds, the units are selective beyond chance (more selective units than i.i.d. Gaussian features
 on the same inputs) and beyond the embedding (the token and position explain more of a unit's
-variance than they explain of the embedding alone, LN(W_E[x] + W_pos)). A random rotation of
-each unit basis is reported beside them: is selectivity a property of neurons or of any
-direction?
+variance than they explain of the embedding alone, LN(W_E[x] + W_pos)), each by more than the
+registry's margin (the paired differences' interval across seeds: `mechclaims.interp.verdicts`).
+A random rotation of each unit basis is reported beside them: is selectivity a property of
+neurons or of any direction?
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ import numpy as np
 import pytest
 
 from claim_plots import across_seeds, new_figure, sources_across_seeds
-from mechclaims.interp.claims.selectivity import SEED_PRINTED_DIMS, controlled, seed_protocol
+from mechclaims.interp.claims.selectivity import (
+    BEYOND,
+    SEED_PRINTED_DIMS,
+    controlled,
+    seed_protocol,
+)
+from mechclaims.interp.verdicts import paired_differences
 
 CLAIM = "selectivity"
 STATEMENT = "A random transformer holds many token- and position-selective units."
@@ -95,4 +102,4 @@ def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thr
         "share of units selective (BH)",
     )
     evidence.figure("model against nulls", figure)
-    judge(CLAIM, "controlled", [result["holds"] for result in results])
+    judge(CLAIM, "controlled", differences=paired_differences(results, BEYOND))

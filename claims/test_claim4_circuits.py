@@ -12,7 +12,8 @@ Controlled: correlations on distinct inputs, tested with their number n (t-test 
 Benjamini-Hochberg across all pairs), at position 0 (n = 10, the seed's setting) and at the last
 position (n = 1000 distinct sequences), for residual dims and MLP neurons after every block. The
 strong-pair rate of the network is held against the embedding alone (which has the LN constraint
-too), a random rotation of each unit set and i.i.d. Gaussian features with the same n. Opposing
+too), a random rotation of each unit set and i.i.d. Gaussian features with the same n: it must
+exceed each by more than the registry's margin across seeds (the margin rule). Opposing
 pairs chosen on a discovery half of the inputs are tested on the other half: do they split the
 inputs (exactly one active) beyond what a bivariate Gaussian with the same r gives, and near
 perfectly?
@@ -35,12 +36,14 @@ from mechclaims.interp.circuits import (
 )
 from mechclaims.interp.claims.circuits import (
     ABS_R_BINS,
+    BEYOND,
     POSITIONS,
     SOURCES,
     controlled,
     seed_protocol,
 )
 from mechclaims.interp.units import SEED_UNITS
+from mechclaims.interp.verdicts import paired_differences
 
 CLAIM = "circuits"
 STATEMENT = "A random transformer holds strongly correlated and opposing unit pairs (circuits)."
@@ -115,7 +118,8 @@ def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thr
     _abs_r_figure(evidence, figure_data, results[0], thresholds)
     _rates_figure(evidence, results)
     _partition_figure(evidence, figure_data, results, seeds, thresholds)
-    judge(CLAIM, "controlled", [result["holds"] for result in results])
+    judge(CLAIM, "controlled", holds=[result["holds_partition"] for result in results],
+          differences=paired_differences(results, BEYOND))  # fmt: skip
 
 
 def _abs_r_figure(evidence, figure_data: list, first: dict, thresholds: dict) -> None:

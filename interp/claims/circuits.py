@@ -30,6 +30,7 @@ from mechclaims.interp.stats import (
     random_rotation,
 )
 from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
+from mechclaims.interp.verdicts import seed_beyond
 from mechclaims.model.transformer import Transformer
 
 SEED_PRINTED_DIMS = np.arange(5)  # the seed printed partners of dimensions 0-4
@@ -37,6 +38,9 @@ SEED_SAMPLES = 500
 SOURCES = ("network", "embedding", "rotated", "gaussian")
 POSITIONS = {"pos0": 0, "pos3": SEED_SEQ_LEN - 1}
 ABS_R_BINS = np.linspace(0.0, 1.0, 21)  # |r| histogram bins of the figures
+# The structure part's comparisons with nulls (margin rule): null -> (network's statistic, the
+# null's), measured on the same inputs: the strong-pair rate at the last position.
+BEYOND = {null: ("pos3_network_rate", f"pos3_{null}_rate") for null in SOURCES[1:]}
 
 
 def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
@@ -109,9 +113,7 @@ def controlled(cfg, seed: int, thresholds: dict) -> dict:
     result.update(_partition_summary(partition))
     figure_data["partition_r"], figure_data["partition_share"] = partition.r, partition.share
 
-    result["holds_structure"] = bool(
-        all(result["pos3_network_rate"] > result[f"pos3_{null}_rate"] for null in SOURCES[1:])
-    )
+    result["holds_structure"] = seed_beyond(result, BEYOND, thresholds)
     result["holds_partition"] = bool(
         partition.r.size > 0 and result["partition_median_share"] >= thresholds["partition_share"]
     )

@@ -23,10 +23,17 @@ from mechclaims.interp.stats import (
     rotate_units,
 )
 from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
+from mechclaims.interp.verdicts import seed_beyond
 from mechclaims.model.transformer import Transformer
 
 SEED_DIM = 0  # the dimension the seed ranked sequences by
 SOURCES = ("network", "embedding", "rotated", "gaussian")
+# The controlled reading's comparisons with nulls (margin rule): null -> (network's statistic,
+# the null's), measured on the same inputs. Beyond chance, and beyond the embedding alone.
+BEYOND = {
+    "gaussian": ("network_confirmed_fraction", "gaussian_confirmed_fraction"),
+    "embedding": ("network_median_holdout_d", "embedding_median_holdout_d"),
+}
 
 
 def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
@@ -78,10 +85,7 @@ def controlled(cfg, seed: int, thresholds: dict) -> dict:
             result["dim0_feature"] = f"token {token} at position {position}"
             result["dim0_holdout_d"] = float(test.holdout_d[SEED_DIM])
             result["dim0_confirmed"] = bool(confirmed[SEED_DIM])
-    result["holds"] = bool(
-        result["network_confirmed_fraction"] > result["gaussian_confirmed_fraction"]
-        and result["network_median_holdout_d"] > result["embedding_median_holdout_d"]
-    )
+    result["holds"] = seed_beyond(result, BEYOND, thresholds)
     return result
 
 

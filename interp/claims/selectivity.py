@@ -13,10 +13,17 @@ from mechclaims.interp.inputs import balanced_sequences, random_sequences
 from mechclaims.interp.selectivity import seed_selectivity, selectivity_test
 from mechclaims.interp.stats import gaussian_features, random_rotation, rotate_units
 from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
+from mechclaims.interp.verdicts import seed_beyond
 from mechclaims.model.transformer import Transformer
 
 SEED_PRINTED_DIMS = 10  # the seed's code looked at dimensions 0-9
 SEED_SAMPLES = 500
+# The controlled reading's comparisons with nulls (margin rule): null -> (network's statistic,
+# the null's), measured on the same inputs. Beyond chance, and beyond the embedding alone.
+BEYOND = {
+    "gaussian": ("network_selective_fraction", "gaussian_selective_fraction"),
+    "embedding": ("network_median_explained", "embedding_median_explained"),
+}
 
 
 def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
@@ -60,8 +67,5 @@ def controlled(cfg, seed: int, thresholds: dict) -> dict:
         selective = test.selective(thresholds["fdr"], thresholds["min_eta2"])
         result[f"{name}_selective_fraction"] = float(selective.mean())
         result[f"{name}_median_explained"] = float(np.median(test.token_eta2 + test.position_eta2))
-    result["holds"] = bool(
-        result["network_selective_fraction"] > result["gaussian_selective_fraction"]
-        and result["network_median_explained"] > result["embedding_median_explained"]
-    )
+    result["holds"] = seed_beyond(result, BEYOND, thresholds)
     return result

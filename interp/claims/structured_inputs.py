@@ -30,11 +30,15 @@ from mechclaims.interp.stats import (
     rotate_units,
 )
 from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
+from mechclaims.interp.verdicts import seed_beyond
 from mechclaims.model.transformer import Transformer
 
 SEED_DIM = 0  # the dimension the seed printed
 NULL_SOURCES = ("embedding", "gaussian")  # the nulls of the agreement and decoder tests
 UNIT_SOURCES = ("network", "rotated", "embedding", "gaussian")  # the per-unit reading
+# The comparison with a null (margin rule): the decoder beyond the embedding alone, on the same
+# inputs (the median over unit sets of the held-out accuracy).
+BEYOND = {"embedding": ("network_decoder_accuracy", "embedding_decoder_accuracy")}
 
 
 def structured_tokens() -> np.ndarray:
@@ -118,22 +122,24 @@ def controlled(cfg, seed: int, thresholds: dict) -> dict:
 
 
 def _unit_set_decisions(result: dict, sets: list[str], thresholds: dict) -> dict:
-    """BH over unit sets x both tests; a set holds if both are discoveries and its decoder beats
-    the embedding's; the seed holds if at least `min_unit_set_share` of the sets hold."""
+    """BH over unit sets x both tests: the tests hold on a seed if both are discoveries in at
+    least `min_unit_set_share` of the sets. Beyond the embedding: the median over the sets of the
+    decoder's held-out accuracy, against the embedding's (margin rule across seeds, BEYOND)."""
     p_values = np.array([[result[f"{s}_agreement_p"], result[f"{s}_decoder_p"]] for s in sets])
     q_values = bh_adjust(p_values)  # [sets, 2]
-    discoveries = q_values <= thresholds["fdr"]
-    beats_embedding = np.array(
-        [result[f"{s}_decoder_accuracy"] > result["embedding_decoder_accuracy"] for s in sets]
-    )
-    set_holds = discoveries.all(axis=1) & beats_embedding  # [sets]
-    return {
+    discovered = (q_values <= thresholds["fdr"]).all(axis=1)  # [sets]
+    decided = {
         "agreement_q": q_values[:, 0],
         "decoder_q": q_values[:, 1],
-        "unit_set_holds": set_holds,
-        "unit_set_share": float(set_holds.mean()),
-        "holds": bool(set_holds.mean() >= thresholds["min_unit_set_share"]),
+        "unit_set_discovered": discovered,
+        "unit_set_share": float(discovered.mean()),
+        "holds_tests": bool(discovered.mean() >= thresholds["min_unit_set_share"]),
+        "network_decoder_accuracy": float(
+            np.median([result[f"{s}_decoder_accuracy"] for s in sets])
+        ),
     }
+    decided["holds"] = decided["holds_tests"] and seed_beyond(result | decided, BEYOND, thresholds)
+    return decided
 
 
 def _family_selective_units(residuals, sets, design, labelings, rng, thresholds) -> dict:

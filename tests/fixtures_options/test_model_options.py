@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mechclaims.fixtures.plugin import parse_seeds
+from mechclaims.fixtures.registry import parse_seeds
 from mechclaims.model.config import PRESETS
 
 PLUGIN = ("-p", "mechclaims.fixtures.plugin")
@@ -205,53 +205,6 @@ def test_without_a_registry_only_the_tests_that_need_it_fail(pytester):
     result = pytester.runpytest(*PLUGIN)
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*no claims registry: claims/registry.toml does not exist*"])
-
-
-CLAIM_MODULE = """
-import numpy as np
-
-CLAIM = "tiny"
-CALLS = []
-
-
-def measure(source, seed, thresholds):
-    CALLS.append((source, seed))
-    return {"holds": seed % 2 == 0 if thresholds["mode"] == "half" else True}
-
-
-def test_per_seed(memo, model_config, seed, thresholds):
-    assert memo(measure, model_config, seed, thresholds)["holds"] in (True, False)
-
-
-def test_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    holds = [memo(measure, model_config, seed, thresholds)["holds"] for seed in seeds]
-    judge(CLAIM, "controlled", holds)
-
-
-def test_each_measurement_was_made_once():
-    assert len(CALLS) == len(set(CALLS))
-"""
-
-
-@pytest.mark.parametrize(
-    ("mode", "outcomes"), [("all", {"passed": 22}), ("half", {"passed": 21, "failed": 1})]
-)
-def test_memo_measures_once_and_judge_holds_the_evidence_against_the_registry(
-    pytester, mode, outcomes
-):
-    pytester.mkdir("claims")
-    (pytester.path / "claims" / "registry.toml").write_text(
-        GOOD_CLAIM.replace("[claims.tiny.thresholds]",
-                           f'[claims.tiny.thresholds]\nmode = {{ value = "{mode}", why = "t" }}')
-    )  # fmt: skip
-    pytester.makepyfile(test_tiny=CLAIM_MODULE)
-    result = pytester.runpytest(*PLUGIN, "--model-preset", "tiny-mha", "--no-evidence")  # fmt: skip
-    result.assert_outcomes(**outcomes)
-    if mode == "half":
-        result.stdout.fnmatch_lines(
-            ["*tiny (controlled, tiny-mha): the registry says 'supported' (it holds), the "
-             "evidence says held on 10/20 seeds*inconclusive*"]
-        )  # fmt: skip
 
 
 def test_model_fixture_builds_the_configured_model(pytester):
