@@ -63,8 +63,9 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
-def read_settings(config: pytest.Config) -> Settings:
-    """The options' values, checked; raises pytest.UsageError naming a bad option."""
+def read_settings(config: pytest.Config, try_directory: bool = True) -> Settings:
+    """The options' values, checked; raises pytest.UsageError naming a bad option. With
+    `try_directory`, the report's directory is tried: created and written (see `files`)."""
     if config.getoption("no_evidence"):
         return Settings(directory=None)
     report = _path_option(config, "evidence_dir")
@@ -73,7 +74,7 @@ def read_settings(config: pytest.Config) -> Settings:
             "ini option evidence_dir is empty: name a directory or use --no-evidence"
         )
     _, directory, option = report
-    problem = writability_problem(directory)
+    problem = writability_problem(directory, try_it=try_directory)
     if problem:
         raise pytest.UsageError(f"{option}: {problem}")
     earlier = _path_option(config, "evidence_compare")

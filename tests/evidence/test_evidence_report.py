@@ -140,10 +140,13 @@ def test_recorded_values_reach_every_output(pytester):
     html = (report / "index.html").read_text()
     for page in (markdown, html):
         assert "Alpha is below the threshold." in page
-        assert "0.4123" in page  # the statistic, shown with 4 significant digits
-        assert "alpha too large" in page
         assert "3/11 = 0.2727" in page  # 3 of 11 seeds pass for preset large
         assert "[0.09746, 0.5656]" in page  # and its Wilson 95% interval
+    # Per-seed values and messages: in index.html (collapsed), not in index.md, which links them.
+    for detail in ("0.4123", "alpha too large"):  # a statistic (4 significant digits), a message
+        assert detail in html
+        assert detail not in markdown
+    assert "[claims.csv](claims.csv)" in markdown
     assert re.search(r"\| alpha +\| test_alpha +\| +\| large +\| mixed +\| 3/11", markdown)
     assert re.search(r"<td>beta *</td><td>test_beta_refuted</td>(<td> *</td>)+<td>refuted", html)
 
@@ -309,7 +312,8 @@ def test_compare_reports_a_changed_verdict(pytester):
     result = run(pytester, "--evidence-compare", "before")
     result.stdout.fnmatch_lines(
         [
-            "evidence compared with before: 2 group verdicts or pass rates, 10 test outcomes, *",
+            "evidence compared with before: 0 verdicts of the matrix, 2 group verdicts or pass "
+            "rates, 10 test outcomes, *",
             "  alpha test_alpha [[]preset=large]: verdict supported -> mixed, "
             "pass rate 1.0 -> 0.272727272727",
             "  alpha test_alpha [[]preset=small]: verdict supported -> mixed, "
@@ -327,7 +331,7 @@ def test_compare_reports_a_changed_verdict(pytester):
     ]
     assert len(comparison["outcomes"]) == 10
     assert {c["value"] for c in comparison["values"]} == {"threshold"}
-    for page in ("index.md", "index.html"):
+    for page in ("index.md", "index.html", "summary.md"):
         assert "Changes since before" in (report / page).read_text()
     run(pytester)  # without a comparison, the stale compare.json goes
     assert not (report / "compare.json").exists()
@@ -442,13 +446,28 @@ def test_a_deciding_test_gives_the_claims_verdict_beside_the_seeds_pass_rate(pyt
     assert by_preset["large"]["verdict"] == "refuted"
     assert (by_preset["large"]["supported"], by_preset["large"]["decided"]) == (1, 4)
     assert by_preset["large"]["outcome"] == "failed"
-    index = (pytester.path / "reports" / "latest" / "index.md").read_text()
-    verdicts_section = index.split("## Verdicts", 1)[1].split("## Summary", 1)[0]
-    assert re.search(r"gamma\s*\|\s*small\s*\|\s*supported\s*\|\s*3/4", verdicts_section)
-    assert "the registry says supported" in verdicts_section
+    header, row = first_table(pytester.path / "reports" / "latest" / "index.md")
+    assert header == ["claim", "large", "small"]  # no description: groups sorted, claim ids
+    assert row == [
+        "**gamma**<br>“Gamma holds on most seeds.”",
+        "🔴 **refuted** 1/4<br>test failed: AssertionError: the registry says supported",
+        "🟢 **supported** 3/4",
+    ]
 
 
-def test_a_report_without_deciding_tests_has_no_verdicts_section(pytester):
+def test_a_report_without_deciding_tests_opens_with_every_groups_pass_rate(pytester):
     write_claims(pytester)
     run(pytester)
-    assert "## Verdicts" not in (pytester.path / "reports" / "latest" / "index.md").read_text()
+    header, *rows = first_table(pytester.path / "reports" / "latest" / "index.md")
+    assert header[:4] == ["claim", "test", "config", "preset"]
+    assert [row[:2] for row in rows] == [
+        ["alpha", "test_alpha"], ["alpha", "test_alpha"], ["beta", "test_beta"],
+        ["beta", "test_beta_refuted"], ["(unclaimed)", "test_unclaimed"],
+    ]  # fmt: skip
+
+
+def first_table(page: Path) -> list[list[str]]:
+    """The first Markdown table of a page: its header and rows as lists of stripped cells."""
+    blocks = page.read_text().split("\n\n")
+    header, _, *rows = next(block for block in blocks if block.startswith("|")).splitlines()
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in [header, *rows]]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import re
-from pathlib import Path
+import tempfile
 from types import SimpleNamespace
 
 import numpy as np
@@ -147,13 +148,21 @@ def test_figure_filenames_are_safe_and_unique():
         assert re.fullmatch(r"a_b\.py_t_x_-p_q-[0-9a-f]{10}\.png", name)
 
 
-def test_writability_problem(tmp_path, monkeypatch):
+def test_writability_problem_tries_the_directory_and_leaves_nothing(tmp_path, monkeypatch):
     file = tmp_path / "file"
     file.write_text("")
     assert writability_problem(tmp_path / "new" / "dir") is None
+    assert list(tmp_path.iterdir()) == [file]  # what the try created is gone again
     assert "existing file" in writability_problem(file)
-    assert "cannot be created" in writability_problem(file / "sub")
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    monkeypatch.setattr("os.access", lambda path, mode: Path(path) != locked)
-    assert "not writable" in writability_problem(locked / "report")
+    assert "cannot be created: " in writability_problem(file / "sub")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", full_disk)
+    full = tmp_path / "full" / "report"
+    assert writability_problem(full) == (
+        f"{full} cannot be created or written: No space left on device"
+    )
+    assert not (tmp_path / "full").exists()
+    assert writability_problem(full, try_it=False) is None  # an xdist worker does not try
