@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import matplotlib.figure  # imported before pytester's inline runs, which would load a 2nd copy
@@ -467,7 +468,271 @@ def test_a_report_without_deciding_tests_opens_with_every_groups_pass_rate(pytes
 
 
 def first_table(page: Path) -> list[list[str]]:
-    """The first Markdown table of a page: its header and rows as lists of stripped cells."""
-    blocks = page.read_text().split("\n\n")
-    header, _, *rows = next(block for block in blocks if block.startswith("|")).splitlines()
-    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in [header, *rows]]
+    return tables_in(page.read_text())[0]
+
+
+def tables_in(markdown: str) -> list[list[list[str]]]:
+    """The Markdown tables of a text, each its header and rows as lists of stripped cells."""
+    tables = []
+    for block in markdown.split("\n\n"):
+        if block.startswith("|"):
+            header, _, *rows = block.splitlines()
+            tables.append([cells(line) for line in [header, *rows]])
+    return tables
+
+
+def cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip("|").split(" | ")]
+
+
+DESCRIBED_CONFTEST = """
+def pytest_evidence_claims(config):
+    return {
+        "readings": [
+            {"id": "seed", "name": "seed protocol", "supported": "reproduce"},
+            {"id": "controlled", "name": "controlled", "supported": "survive their nulls"},
+        ],
+        "groups": {"preset": ["small", "large"]},
+        "claims": [
+            {"id": "zeta", "title": "1. Zeta first", "statement": "zeta, as the seed said it",
+             "readings": {"seed": "What the seed's code did.",
+                          "controlled": "Zeta against a shuffled null."},
+             "thresholds": [{"name": "min_effect", "value": 0.5, "why": "a medium effect"}],
+             "expected": [{"reading": "controlled", "group": {"preset": "large"},
+                           "verdict": "refuted", "why": "the registry: it fails on large"}]},
+            {"id": "alpha", "title": "2. Alpha second", "statement": "alpha, as said"},
+        ],
+    }
+"""
+
+DESCRIBED_TESTS = """
+import pytest
+from matplotlib.figure import Figure
+
+PRESETS = ["large", "small"]  # sorted by name: the report must follow the described order
+ZETA_LARGE = "refuted"
+
+
+@pytest.fixture
+def model(preset):
+    if preset == "small":
+        raise RuntimeError("no model")
+
+
+@pytest.mark.claim("zeta/controlled", statement="Zeta holds beyond its null.")
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("seed", range(4))
+def test_zeta(evidence, preset, seed):
+    evidence.record(statistic=1000 + 10 * seed + (5 if preset == "large" else 0))
+    assert preset == "small" or seed == 0
+
+
+@pytest.mark.claim("zeta/controlled", statement="Zeta holds beyond its null.", decides=True)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_zeta_across_seeds(evidence, preset):
+    figure = Figure(figsize=(3, 2))
+    figure.subplots().plot([0, 1], [1, 0])
+    evidence.figure("effect by seed", figure)
+    assert figure.get_suptitle() == f"1. Zeta first\\ncontrolled · preset {preset}: effect by seed"
+    if preset == "small":
+        evidence.record(verdict="supported", holds_on=4, seeds_tested=4, why="held on 4 of 4",
+                        registry_check="reproduced")
+    else:
+        evidence.record(verdict=ZETA_LARGE, holds_on=1, seeds_tested=4, registry_check="consistent")
+
+
+@pytest.mark.claim("zeta/seed", statement="Zeta holds beyond its null.", decides=True)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_zeta_as_the_seed_did(evidence, preset):
+    registry = "supported" if preset == "small" else "refuted"
+    evidence.record(verdict="supported", holds_on=3, seeds_tested=4, registry_verdict=registry,
+                    why="the printout reproduces")
+    assert registry == "supported", "the registry says refuted"
+
+
+@pytest.mark.claim("alpha/seed", decides=True)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_alpha_as_the_seed_did(evidence, model, preset):
+    evidence.record(verdict="inconclusive", holds_on=2, seeds_tested=4, why="half the seeds")
+
+
+@pytest.mark.claim("alpha/controlled", decides=True)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_alpha_controlled(evidence, preset):
+    evidence.record(verdict="supported", summary=f"beats its null on {preset}")
+"""
+
+
+def write_described(pytester: pytest.Pytester, zeta_large: str = "refuted") -> None:
+    pytester.makeconftest(DESCRIBED_CONFTEST)
+    tests = DESCRIBED_TESTS.replace('ZETA_LARGE = "refuted"', f'ZETA_LARGE = "{zeta_large}"')
+    pytester.makepyfile(test_described=tests)
+
+
+def test_the_report_opens_with_the_verdict_matrix_in_the_described_order(pytester):
+    write_described(pytester)
+    run(pytester).assert_outcomes(passed=11, failed=4, errors=1)
+    report = pytester.path / "reports" / "latest"
+    markdown = (report / "index.md").read_text()
+    assert markdown.startswith(
+        "# Evidence report\n\n"
+        "1 of the 2 claims reproduce on at least one of the 2 presets (1 on all 2): "
+        "2 supported, 1 inconclusive, 1 error of 4 seed protocol verdicts. "
+        "2 of the 2 claims survive their nulls on at least one of the 2 presets (1 on all 2): "
+        "3 supported, 1 refuted of 4 controlled verdicts.\n\n"
+        "🟢 supported · 🔴 refuted · 🟡 inconclusive · ⚫ error: no evidence either way\n\n|"
+    )
+    assert first_table(report / "index.md") == [
+        ["claim", "seed protocol · small", "seed protocol · large",
+         "controlled · small", "controlled · large"],
+        ["**1. Zeta first**<br>“zeta, as the seed said it”",
+         "🟢 **supported** 3/4<br>the printout reproduces",
+         "🟢 **supported** 3/4<br>the registry says refuted<br>the printout reproduces",
+         "🟢 **supported** 4/4<br>held on 4 of 4",
+         "🔴 **refuted** 1/4<br>consistent, not decided on 4 seeds<br>"
+         "the registry: it fails on large"],
+        ["**2. Alpha second**<br>“alpha, as said”",
+         "⚫ **error**<br>test error: RuntimeError: no model",
+         "🟡 **inconclusive** 2/4<br>half the seeds",
+         "🟢 **supported** beats its null on small",
+         "🟢 **supported** beats its null on large"],
+    ]  # fmt: skip
+    assert (report / "summary.md").read_text() == markdown.split("\n\n## ", 1)[0] + "\n"
+
+    html = (report / "index.html").read_text()
+    assert html.index('<table id="verdicts">') < html.index("<table>")  # the first table
+    assert '<th colspan="2">seed protocol</th><th colspan="2">controlled</th>' in html
+    assert (
+        '<td class="tone-refuted" title="the registry: it fails on large"><strong>refuted'
+        "</strong> 1/4" in html
+    )
+    assert "<details><summary>why</summary>the registry: it fails on large</details>" in html
+
+
+def test_each_claim_has_a_section_with_readings_verdicts_figures_and_thresholds(pytester):
+    write_described(pytester)
+    run(pytester)
+    report = pytester.path / "reports" / "latest"
+    markdown = (report / "index.md").read_text()
+    sections = markdown.split("\n## ")[1:]
+    assert [section.splitlines()[0] for section in sections] == ["1. Zeta first", "2. Alpha second"]
+    zeta = sections[0]
+    for expected in (
+        "> zeta, as the seed said it",
+        "Tested as: Zeta holds beyond its null.",
+        "### Seed protocol\n\nWhat the seed's code did.",
+        "### Controlled\n\nZeta against a shuffled null.",
+        "| min_effect  | 0.5     | a medium effect |",
+        "[claims.csv](claims.csv)",
+    ):
+        assert expected in zeta, expected
+    assert zeta.index("### Seed protocol") < zeta.index("### Controlled") < zeta.index("Thresh")
+    captions = re.findall(r"!\[([^]]*)\]", zeta)
+    assert captions == ["preset small: effect by seed", "preset large: effect by seed"]
+    assert re.search(
+        r"\| large +\| 🔴 \*\*refuted\*\*<br>consistent, not decided on 4 seeds "
+        r"+\| 1/4 +\| \[0.04559, 0.6994\] +\| the registry: it fails on large",
+        zeta,
+    )
+    # Per-seed values stay out of index.md; they are in claims.csv and collapsed in index.html.
+    assert "1005" not in markdown
+    assert "1005" in (report / "claims.csv").read_text()
+    html = (report / "index.html").read_text()
+    details = "<details>\n<summary>1. Zeta first: per-seed values and test statistics</summary>"
+    assert "<td>1005</td>" in html.split(details, 1)[1]
+
+
+def test_a_comparison_shows_the_changed_verdicts_first_as_a_matrix(pytester):
+    write_described(pytester, zeta_large="inconclusive")
+    run(pytester, "--evidence-dir", "before")
+    write_described(pytester)
+    result = run(pytester, "--evidence-compare", "before")
+    result.stdout.fnmatch_lines(
+        [
+            "evidence compared with before: 1 verdicts of the matrix, *",
+            "  zeta/controlled [[]preset=large]: verdict inconclusive -> refuted",
+        ]
+    )
+    summary = (pytester.path / "reports" / "latest" / "summary.md").read_text()
+    changes = summary.split("## Changes since before\n\n", 1)[1]
+    assert changes.startswith("| claim ")  # the changed verdicts come first
+    assert tables_in(changes)[0][1:] == [
+        ["1. Zeta first", "supported", "supported", "supported", "🔴 **inconclusive → refuted**"],
+    ]
+    assert "1 verdicts of the matrix, " in changes
+
+
+def test_a_bad_description_is_a_usage_error(pytester):
+    pytester.makeconftest("def pytest_evidence_claims(config):\n    return {'claims': [1]}\n")
+    write_claims(pytester)
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: pytest_evidence_claims returned a bad result: each of 'claims' must be *"]
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_evidence_directory_that_cannot_be_created_is_a_usage_error_before_any_test(pytester):
+    pytester.makepyfile(test_ran="def test_ran():\n    open('ran', 'w').close()\n")
+    result = run(pytester, "--evidence-dir", "/proc/nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.stderr.lines[0] == (
+        "ERROR: --evidence-dir: /proc/nope cannot be created or written: No such file or directory"
+    )
+    assert not (pytester.path / "ran").exists()
+
+
+def test_a_report_that_cannot_be_written_at_the_end_goes_to_a_temporary_directory(pytester):
+    write_claims(pytester)
+    pytester.makepyfile(
+        test_zz_last="""
+        import shutil
+        from pathlib import Path
+
+        def test_the_disk_goes(evidence):
+            evidence.record(statistic=1)
+            shutil.rmtree("reports/latest")
+            Path("reports/latest").write_text("in the way")
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=16, failed=10, xfailed=1)
+    line = next(line for line in result.stdout.lines if line.startswith("evidence: could not"))
+    assert "NotADirectoryError" in line or "FileExistsError" in line
+    fallback = Path(line.rsplit(" the report was written to ", 1)[1].removesuffix(" instead"))
+    try:
+        assert fallback.name.startswith("evidence-")
+        tests = by_nodeid(results_of(fallback))
+        assert "test_zz_last.py::test_the_disk_goes" in tests
+        assert tests["test_claims.py::test_alpha[2-large]"]["values"]["statistic"] == 0.4123456789
+        assert (fallback / "index.md").is_file()
+        result.stdout.fnmatch_lines([f"evidence report: {fallback / 'index.md'}"])
+    finally:
+        shutil.rmtree(fallback)
+
+
+BROWSER_CHECK = """(async () => {
+    const decoded = await Promise.all([...document.images].map(
+        image => image.decode().then(() => image.naturalWidth > 0, () => false)));
+    const first = document.querySelector("table");
+    return {images: decoded, alts: [...document.images].map(image => image.alt),
+            first: first.id, bottom: first.getBoundingClientRect().bottom, screen: innerHeight,
+            tooltips: first.querySelectorAll("td[title]").length};
+})()"""
+
+
+def test_the_report_in_a_real_browser_opens_with_the_matrix_and_loads_every_image(
+    pytester, chromium
+):
+    write_described(pytester)
+    run(pytester)
+    report = pytester.path / "reports" / "latest"
+    chromium.open((report / "index.html").as_uri())
+    page = chromium.evaluate(BROWSER_CHECK)
+    assert page["first"] == "verdicts"  # the verdict matrix is the first table
+    assert page["bottom"] <= page["screen"]  # and all of it is on the first screen
+    assert page["tooltips"] == 5  # each of the 5 cells with a why shows it as a tooltip
+    assert page["alts"] == ["preset small: effect by seed", "preset large: effect by seed"]
+    assert page["images"] == [True, True]  # every image decodes
+    assert chromium.screenshot().startswith(PNG_SIGNATURE)

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 from scipy.stats import binomtest
 
 from mechclaims.evidence.files import writability_problem
@@ -138,6 +139,19 @@ def test_evidence_rejects_bad_records(call, error, match):
     evidence.record(statistic=1)
     with pytest.raises(error, match=match):
         call(evidence)
+
+
+def test_a_figure_is_titled_and_one_that_cannot_be_saved_keeps_its_error(tmp_path):
+    blocked = tmp_path / "report"
+    blocked.write_text("a file where the evidence directory should be")
+    heading = "1. A claim\ncontrolled · preset small, seed 3"
+    evidence = Evidence("t.py::test[3]", {"seed": 3}, blocked, heading)
+    figure = Figure()
+    figure.suptitle("its own title")
+    evidence.figure("curve", figure)  # does not raise: the test's verdict still counts
+    assert figure.get_suptitle() == f"{heading}: curve\nits own title"
+    (entry,) = evidence.payload()["figures"]
+    assert entry["error"].startswith("NotADirectoryError")
 
 
 def test_figure_filenames_are_safe_and_unique():
