@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mechclaims.fixtures.plugin import parse_seeds
@@ -10,6 +12,8 @@ from mechclaims.model.config import PRESETS
 PLUGIN = ("-p", "mechclaims.fixtures.plugin")
 
 PARAMETRIZED_TESTS = """
+import json
+
 import pytest
 
 def test_preset_and_seed(preset, seed, model_config, seeds):
@@ -264,3 +268,45 @@ def test_model_fixture_builds_the_configured_model(pytester):
     )
     result = pytester.runpytest(*PLUGIN, "--seeds", "0:2")
     result.assert_outcomes(passed=2 * len(PRESETS))
+
+
+def test_the_registry_describes_its_claims_to_the_evidence_report(pytester):
+    pytester.mkdir("claims")
+    (pytester.path / "claims" / "registry.toml").write_text(
+        GOOD_CLAIM.replace('seed_sentence = "a tiny claim"',
+                           'seed_sentence = "a tiny claim"\ntitle = "1. Tiny"\n'
+                           'controlled = "every seed, against a null"')
+        .replace("[claims.tiny.thresholds]",
+                 '[claims.tiny.thresholds]\nmode = { value = "all", why = "every seed holds" }')
+    )  # fmt: skip
+    deciding = '@pytest.mark.claim("tiny/controlled", decides=True)\ndef test_across_seeds'
+    pytester.makepyfile(
+        test_tiny="import pytest\n"
+        + CLAIM_MODULE.replace("def test_across_seeds", deciding)
+        + "\n\ndef test_figure(evidence):\n"
+        "    from matplotlib.figure import Figure\n"
+        "    figure = Figure()\n"
+        "    evidence.figure('f', figure)\n"
+        "    assert figure.get_suptitle() == 'test_figure: f'\n"
+    )
+    result = pytester.runpytest(*PLUGIN, "--model-preset", "tiny-mha", "--evidence-dir", "out")
+    result.assert_outcomes(passed=23)
+    results = json.loads((pytester.path / "out" / "results.json").read_text())
+    assert results["descriptions"] == {
+        "readings": [
+            {"id": "seed-protocol", "name": "seed protocol",
+             "supported": "reproduce as the seed measured them"},
+            {"id": "controlled", "name": "controlled", "supported": "survive their nulls"},
+        ],
+        "groups": {"preset": ["tiny-mha"]},
+        "claims": [
+            {"id": "tiny", "title": "1. Tiny", "statement": "a tiny claim",
+             "readings": {"controlled": "every seed, against a null"},
+             "thresholds": [{"name": "mode", "value": "all", "why": "every seed holds"},
+                            {"name": "required_rate", "value": 0.5, "why": "most seeds"}],
+             "expected": [{"reading": "controlled", "group": {"preset": "tiny-mha"},
+                           "verdict": "supported", "why": "it holds"}]},
+        ],
+    }  # fmt: skip
+    index = (pytester.path / "out" / "index.md").read_text()
+    assert "| **1. Tiny**<br>“a tiny claim” | 🟢 **supported** 20/20<br>it holds |" in index
