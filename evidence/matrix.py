@@ -115,36 +115,38 @@ def summary_sentences(decisions: list[Decision], descriptions: dict[str, Any]) -
 
 def reading_sentence(reading: str, cells: list[Decision], descriptions: dict[str, Any]) -> str:
     """E.g. `4 of the 6 claims reproduce as the seed measured them on at least one of the 3
-    presets (1 on all 3): 10 supported, 3 inconclusive, 5 refuted of 18 seed protocol verdicts.`"""
-    verdicts: dict[str, list[str]] = {}
+    presets (1 on all 3): 9 supported, 2 inconclusive, 7 refuted of 18 seed protocol verdicts.`"""
+    verdicts: dict[str, set[str]] = {}
     for cell in cells:
-        verdicts.setdefault(cell.claim, []).append(cell.entry["verdict"])
-    claims = len(verdicts)
+        verdicts.setdefault(cell.claim, set()).add(cell.entry["verdict"])
     some = sum("supported" in found for found in verdicts.values())
-    every = sum(set(found) == {"supported"} for found in verdicts.values())
+    every = sum(found == {"supported"} for found in verdicts.values())
     name = reading_name(descriptions, reading)
     supported = reading_entry(descriptions, reading).get("supported") or (
         f"are supported by the {name} reading" if name else "are supported"
     )
-    groups = {json.dumps(cell.group, sort_keys=True) for cell in cells}
+    subject = f"{some or 'None'} of the {plural(len(verdicts), 'claim')} {supported}"
+    counted = " ".join(part for part in (str(len(cells)), name) if part)
+    noun = "verdict" if len(cells) == 1 else "verdicts"
+    return f"{subject}{where_supported(cells, some, every)}: {tally(cells)} of {counted} {noun}."
+
+
+def where_supported(cells: list[Decision], some: int, every: int) -> str:
+    """` on at least one of the 3 presets (1 on all 3)`; '' when there is one group."""
+    groups = len({json.dumps(cell.group, sort_keys=True) for cell in cells})
     noun = group_noun(cell.group for cell in cells)
-    subject = f"{some or 'None'} of the {plural(claims, 'claim')}"
-    if len(groups) > 1:
-        where = (
-            f" on at least one of the {len(groups)} {noun}s ({every} on all {len(groups)})"
-            if some
-            else f" on any of the {len(groups)} {noun}s"
-        )
-    else:
-        where = ""
+    if groups == 1:
+        return ""
+    if not some:
+        return f" on any of the {groups} {noun}s"
+    return f" on at least one of the {groups} {noun}s ({every} on all {groups})"
+
+
+def tally(cells: list[Decision]) -> str:
+    """`9 supported, 2 inconclusive, 7 refuted`: how many cells have each verdict."""
     counts = Counter(cell.entry["verdict"] for cell in cells)
-    tally = ", ".join(
-        f"{counts[verdict]} {verdict}"
-        for verdict in (*VERDICT_ORDER, *sorted(set(counts) - set(VERDICT_ORDER)))
-        if counts[verdict]
-    )
-    of_what = " ".join(part for part in (name, "verdicts") if part)
-    return f"{subject} {supported}{where}: {tally} of {len(cells)} {of_what}."
+    order = (*VERDICT_ORDER, *sorted(set(counts) - set(VERDICT_ORDER)))
+    return ", ".join(f"{counts[verdict]} {verdict}" for verdict in order if counts[verdict])
 
 
 def group_noun(groups: Iterable[dict[str, Any]]) -> str:

@@ -14,9 +14,12 @@ import pytest
 from matplotlib.figure import Figure
 from scipy.stats import binomtest
 
+from mechclaims.evidence.descriptions import checked_descriptions
 from mechclaims.evidence.files import writability_problem
+from mechclaims.evidence.matrix import Decision, summary_sentences
 from mechclaims.evidence.outcomes import combined_outcome, phase_outcome
 from mechclaims.evidence.recorder import Evidence, figure_filename
+from mechclaims.evidence.report import check_note
 from mechclaims.evidence.results import record_order
 from mechclaims.evidence.stats import spread, wilson_interval
 from mechclaims.evidence.values import one_line, to_jsonable
@@ -180,3 +183,44 @@ def test_writability_problem_tries_the_directory_and_leaves_nothing(tmp_path, mo
     )
     assert not (tmp_path / "full").exists()
     assert writability_problem(full, try_it=False) is None  # an xdist worker does not try
+
+
+def decision(claim: str, reading: str, group: dict, verdict: str) -> Decision:
+    return Decision(claim, reading, group, {"verdict": verdict})
+
+
+def test_summary_sentences_count_claims_per_reading_and_name_none():
+    described = checked_descriptions(
+        {"readings": [{"id": "c", "name": "controlled", "supported": "survive their nulls"}]}
+    )
+    decisions = [
+        decision("a", "c", {"preset": "p"}, "refuted"),
+        decision("a", "c", {"preset": "q"}, "inconclusive"),
+        decision("b", "c", {"preset": "p"}, "refuted"),
+        decision("b", "c", {"preset": "q"}, "error"),
+        decision("a", "", {}, "supported"),  # an unnamed reading, undescribed, one group
+    ]
+    assert summary_sentences(decisions, described) == [
+        "None of the 2 claims survive their nulls on any of the 2 presets: "
+        "1 inconclusive, 2 refuted, 1 error of 4 controlled verdicts.",
+        "1 of the 1 claim are supported: 1 supported of 1 verdict.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("recorded", "note"),
+    [
+        ({"registry_check": "reproduced", "registry_verdict": "refuted"}, ""),
+        ({"registry_check": "consistent", "seeds_tested": 3}, "consistent, not decided on 3 seeds"),
+        ({"registry_check": "contradicted", "registry_verdict": "supported"},
+         "contradicts the registry: supported"),
+        ({"registry_check": "missing", "registry_verdict": "missing"}, "not in the registry"),
+        ({"registry_verdict": "missing"}, "not in the registry"),  # a judge without the check
+        ({"registry_verdict": "supported"}, "the registry says supported"),
+        ({"outcome": "failed", "message": "ValueError: none"}, "test failed: ValueError: none"),
+        ({}, ""),
+    ],
+)  # fmt: skip
+def test_a_cells_note_says_how_the_verdict_stands_to_the_registry(recorded, note):
+    entry = {"verdict": "refuted", "outcome": "passed", "message": "", **recorded}
+    assert check_note(entry) == note
