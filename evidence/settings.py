@@ -5,7 +5,9 @@
     --evidence-compare DIR   compare with the report in DIR (ini `evidence_compare`)
 
 A path given on the command line is relative to the directory pytest was started in; one
-from the ini file, to the rootdir. A bad value is a usage error that names the option.
+from the ini file, to the rootdir. A bad value is a usage error that names the option, before
+any test runs: the report's directory is tried (created, written, and what was created removed
+again), so that a run of hours never ends unable to write its evidence.
 """
 
 from __future__ import annotations
