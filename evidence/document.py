@@ -208,6 +208,7 @@ table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
 th, td { border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 td .sub { font-size: 0.85rem; color: #444; }
+#verdicts td:first-child { min-width: 15rem; }  /* the claim keeps its width */
 td details { font-size: 0.85rem; color: #333; } td summary { cursor: pointer; color: #555; }
 .tone-supported { background: #d4edda; } .tone-refuted { background: #f8d7da; }
 .tone-inconclusive { background: #fff3cd; } .tone-error { background: #d6d8db; }
