@@ -151,3 +151,39 @@ def test_the_judge_combines_holds_and_margin_rule_parts_and_records_them():
 )
 def test_registry_check(verdict, expected, on_registry_seeds, check):
     assert registry_check(verdict, expected, on_registry_seeds) == check
+
+
+def test_the_registry_describes_its_claims_to_the_evidence_report(pytester):
+    pytester.mkdir("claims")
+    (pytester.path / "claims" / "registry.toml").write_text(
+        REGISTRY.format(mode="all", claim_seeds='title = "1. Tiny"\n'
+                        'controlled = "every seed, against a null"')
+    )  # fmt: skip
+    pytester.makepyfile(
+        test_tiny=CLAIM_MODULE + "\n\ndef test_figure(evidence):\n"
+        "    from matplotlib.figure import Figure\n"
+        "    figure = Figure()\n"
+        "    evidence.figure('f', figure)\n"
+        "    assert figure.get_suptitle() == 'test_figure: f'\n"
+    )
+    result = pytester.runpytest(*PLUGIN, "--model-preset", "tiny-mha", "--evidence-dir", "out")
+    result.assert_outcomes(passed=23)
+    results = json.loads((pytester.path / "out" / "results.json").read_text())
+    assert results["descriptions"] == {
+        "readings": [
+            {"id": "seed-protocol", "name": "seed protocol",
+             "supported": "reproduce as the seed measured them"},
+            {"id": "controlled", "name": "controlled", "supported": "survive their nulls"},
+        ],
+        "groups": {"preset": ["tiny-mha"]},
+        "claims": [
+            {"id": "tiny", "title": "1. Tiny", "statement": "a tiny claim",
+             "readings": {"controlled": "every seed, against a null"},
+             "thresholds": [{"name": "mode", "value": "all", "why": "how the measurement behaves"},
+                            {"name": "required_rate", "value": 0.5, "why": "most seeds"}],
+             "expected": [{"reading": "controlled", "group": {"preset": "tiny-mha"},
+                           "verdict": "supported", "why": "it holds"}]},
+        ],
+    }  # fmt: skip
+    index = (pytester.path / "out" / "index.md").read_text()
+    assert "| **1. Tiny**<br>“a tiny claim” | 🟢 **supported** 20/20<br>it holds |" in index

@@ -10,6 +10,8 @@ from mechclaims.model.config import PRESETS
 PLUGIN = ("-p", "mechclaims.fixtures.plugin")
 
 PARAMETRIZED_TESTS = """
+import json
+
 import pytest
 
 def test_preset_and_seed(preset, seed, model_config, seeds):
