@@ -18,6 +18,8 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from mechclaims.interp.verdicts import margin_verdict
+
 
 @dataclass(frozen=True)
 class Source:
@@ -36,6 +38,11 @@ SOURCES = {
 OTHER_SOURCE = Source("other", "#444444", "x")
 SOURCE_COLOURS = {name: source.colour for name, source in SOURCES.items()}
 THRESHOLD_COLOUR = "crimson"
+# Categories that are not sources (pattern families, training stages, factors) take colours no
+# source uses, so that a colour always means the same thing.
+FAMILY_COLOURS = ("#8c564b", "#e377c2", "#bcbd22", "#17becf")
+STAGE_COLOURS = {"init": "#a8a8a8", "trained": "#843c39"}  # a model before and after training
+FACTOR_COLOURS = {"token": "#393b79", "position": "#8c6d31"}
 
 
 def new_figure(n_axes: int = 1, width: float = 5.0, height: float = 3.4):
@@ -115,3 +122,28 @@ def sources_across_seeds(
     ax.set_ylabel(label)
     ax.grid(axis="y", alpha=0.3)
     source_legend(ax, names)
+
+
+def beyond_nulls_figure(differences: dict[str, np.ndarray], thresholds: dict, units: dict):
+    """The margin rule's evidence, one panel per null: the paired differences network - null
+    (one dot per seed), their mean with its interval across seeds, and the margin (dashed).
+    `units` names each difference's unit, e.g. {"embedding": "Cohen's d"}."""
+    figure, axes = new_figure(len(differences), width=4.0)
+    for ax, (name, values) in zip(axes, differences.items(), strict=True):
+        decided = margin_verdict(values, thresholds[f"margin_{name}"], thresholds["confidence"],
+                                 name)  # fmt: skip
+        jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
+        ax.scatter(jitter, values, s=14, alpha=0.8, zorder=3,
+                   **{**source_style("network"), "label": "a seed"})  # fmt: skip
+        ax.errorbar([0.45], [decided.mean], yerr=[[decided.mean - decided.low],
+                    [decided.high - decided.mean]], fmt="o", color="black", capsize=4,
+                    label=f"mean, {thresholds['confidence']:.0%} interval")  # fmt: skip
+        ax.axhline(0.0, color="black", linewidth=0.6)
+        threshold_line(ax, decided.margin, "margin")
+        ax.set_xlim(-0.5, 0.8)
+        ax.set_xticks([])
+        ax.set_ylabel(f"paired difference ({units[name]})")
+        ax.set_title(f"network - {source_of(name).label}: {decided.verdict}", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    return figure

@@ -25,7 +25,13 @@ import numpy as np
 import pytest
 from matplotlib.ticker import MaxNLocator
 
-from claim_plots import across_seeds, new_figure, sources_across_seeds
+from claim_plots import (
+    across_seeds,
+    beyond_nulls_figure,
+    new_figure,
+    source_style,
+    sources_across_seeds,
+)
 from mechclaims.interp.claims.feature_detectors import (
     BEYOND,
     SEED_DIM,
@@ -91,7 +97,7 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, 
     ax_counts.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax_counts.set_title(f"holds on {holds.sum()}/{len(seeds)} seeds; by chance {chance:.0%}",
                         fontsize=9)  # fmt: skip
-    evidence.figure("seed protocol", figure)
+    evidence.figure("top-5 printout and shared features per seed", figure)
     judge(CLAIM, "seed-protocol", holds)
 
 
@@ -99,7 +105,7 @@ def _plot_top_sequences(ax, result: dict, seed: int) -> None:
     """The seed's view: dim 0's responses, the top sequences marked and printed."""
     ax.hist(result["responses"], bins=40, color="#bbbbbb", label="1,000 random sequences")
     for value in result["top_activations"]:
-        ax.axvline(value, color="crimson", linewidth=0.8)
+        ax.axvline(value, color=source_style("network")["color"], linewidth=0.8)
     listing = "\n".join(
         f"{sequence}  {value:.2f}"
         for sequence, value in zip(result["top_sequences"], result["top_activations"], strict=True)
@@ -120,10 +126,10 @@ def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thr
     sources_across_seeds(
         ax_effect,
         {name: [r[f"{name}_median_holdout_d"] for r in results] for name in SOURCES},
-        "median held-out Cohen's d",
+        "median held-out Cohen's d (SD units)",
+        threshold=thresholds["min_effect"],
     )
     ax_effect.set_title("effect of each unit's feature, confirmed on held-out", fontsize=9)
-    ax_effect.axhline(thresholds["min_effect"], color="crimson", linestyle="--", linewidth=1)
     sources_across_seeds(
         ax_fraction,
         {name: [r[f"{name}_confirmed_fraction"] for r in results] for name in SOURCES},
@@ -131,5 +137,9 @@ def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thr
     )
     ax_fraction.set_title(f"confirmed detectors (BH, held-out d >= {thresholds['min_effect']})",
                           fontsize=9)  # fmt: skip
-    evidence.figure("model against nulls", figure)
-    judge(CLAIM, "controlled", differences=paired_differences(results, BEYOND))
+    evidence.figure("held-out effects and confirmed detectors against nulls", figure)
+    differences = paired_differences(results, BEYOND)
+    units = {"gaussian": "share of units", "embedding": "median Cohen's d"}
+    evidence.figure("beyond the nulls (margin rule)",
+                    beyond_nulls_figure(differences, thresholds, units))  # fmt: skip
+    judge(CLAIM, "controlled", differences=differences)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from claim_plots import SOURCE_COLOURS, across_seeds, new_figure
+from claim_plots import SOURCE_COLOURS, across_seeds, new_figure, source_style, threshold_line
 from mechclaims.interp.claims.specific_hypothesis import FAMILY_ARRAYS, controlled, seed_protocol
 from mechclaims.interp.stats import (
     cross_correlation,
@@ -77,7 +77,7 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, 
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_title(f"dim 0, token 7 at position 3, 100 vs 100 sequences; holds on "
                  f"{holds.sum()}/{len(seeds)} seeds", fontsize=9)  # fmt: skip
-    evidence.figure("seed protocol", figure)
+    evidence.figure("the seed's effect of token 7 at position 3 per seed", figure)
     judge(CLAIM, "seed-protocol", holds)
 
 
@@ -108,7 +108,13 @@ def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thr
 
 def _plot_effects(ax, by_key: dict, seeds, threshold: float) -> None:
     """The effect per seed with its interval; filled where it survives BH in its family."""
-    across_seeds(ax, by_key["effect"], seeds, threshold, "effect of token 7 at position 3 on dim 0")
+    across_seeds(
+        ax,
+        by_key["effect"],
+        seeds,
+        threshold,
+        "effect of token 7 at position 3 on dim 0 (Glass's delta)",
+    )
     effect = by_key["effect"]
     error = [effect - by_key["effect_low"], by_key["effect_high"] - effect]
     colour = SOURCE_COLOURS["network"]
@@ -124,13 +130,13 @@ def _plot_effects(ax, by_key: dict, seeds, threshold: float) -> None:
 
 def _plot_against_embedding(ax, by_key: dict, correlation) -> None:
     """Network's effect against the embedding alone's, one dot per seed."""
-    ax.scatter(by_key["embedding_effect"], by_key["effect"], s=18,
-               color=SOURCE_COLOURS["network"], zorder=3)  # fmt: skip
+    ax.scatter(by_key["embedding_effect"], by_key["effect"], s=18, zorder=3,
+               **source_style("network"))  # fmt: skip
     limits = np.array([ax.get_xlim(), ax.get_ylim()])
     span = [limits.min(), limits.max()]
     ax.plot(span, span, color="grey", linestyle=":", linewidth=1, label="network = embedding")
-    ax.set_xlabel("effect in the embedding alone LN(W_E[x] + W_pos)")
-    ax.set_ylabel("effect in the network (dim 0 after block 0)")
+    ax.set_xlabel("effect in the embedding alone LN(W_E[x] + W_pos) (Glass's delta)")
+    ax.set_ylabel("effect in the network, dim 0 after block 0 (Glass's delta)")
     where = "" if correlation is None else f"r = {correlation:.2f} across seeds"
     ax.set_title(f"is it just the embedding? {where}", fontsize=9)
     ax.legend(fontsize=7, loc="best")
@@ -149,8 +155,8 @@ def _plot_family(ax, result: dict, seed: int, threshold: float) -> None:
     ax.hist(result["rotated_family_effects"], bins=bins, histtype="step",
             color=SOURCE_COLOURS["rotated"], label="rotated basis")  # fmt: skip
     ax.axvline(result["effect"], color="black", linewidth=1.5, label="dim 0, token 7, position 3")
-    ax.axvline(threshold, color="crimson", linestyle="--", linewidth=1, label="threshold")
-    ax.set_xlabel(f"effect (seed {seed}, {result['family_size']} candidates)")
+    threshold_line(ax, threshold, vertical=True)
+    ax.set_xlabel(f"effect, Glass's delta (seed {seed}, {result['family_size']} candidates)")
     ax.set_ylabel("candidates")
     ax.set_title(f"the family the hypothesis was picked from; q = {result['q_value']:.3f}",
                  fontsize=9)  # fmt: skip

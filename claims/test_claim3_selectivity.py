@@ -22,7 +22,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from claim_plots import across_seeds, new_figure, sources_across_seeds
+from claim_plots import (
+    across_seeds,
+    beyond_nulls_figure,
+    new_figure,
+    sources_across_seeds,
+    threshold_line,
+)
 from mechclaims.interp.claims.selectivity import (
     BEYOND,
     SEED_PRINTED_DIMS,
@@ -78,11 +84,11 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, 
     dims = np.arange(SEED_PRINTED_DIMS)
     ax_first.bar(dims - 0.2, first["position_std_dims_0_9"], width=0.4, label="position std")
     ax_first.bar(dims + 0.2, first["token_std_dims_0_9"], width=0.4, label="token std")
-    ax_first.axhline(thresholds["seed_std"], color="crimson", linestyle="--", linewidth=1)
+    threshold_line(ax_first, thresholds["seed_std"], "seed's cut-off")
     ax_first.set_xlabel(f"dimension (seed {seeds[0]})")
-    ax_first.set_ylabel("std of group means")
+    ax_first.set_ylabel("std of group means (activation units)")
     ax_first.legend(fontsize=7)
-    evidence.figure("seed protocol", figure)
+    evidence.figure("selective dimensions by the seed's rule", figure)
     judge(CLAIM, "seed-protocol", counts >= thresholds["seed_min_count"])
 
 
@@ -94,12 +100,16 @@ def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thr
     sources_across_seeds(
         ax_explained,
         {name: [r[f"{name}_median_explained"] for r in results] for name in sources},
-        "median eta² (token + position)",
+        "median eta², token + position (share of variance)",
     )
     sources_across_seeds(
         ax_fraction,
         {name: [r[f"{name}_selective_fraction"] for r in results] for name in sources},
         "share of units selective (BH)",
     )
-    evidence.figure("model against nulls", figure)
-    judge(CLAIM, "controlled", differences=paired_differences(results, BEYOND))
+    evidence.figure("variance explained and selective units against nulls", figure)
+    differences = paired_differences(results, BEYOND)
+    units = {"gaussian": "share of units", "embedding": "median eta²"}
+    evidence.figure("beyond the nulls (margin rule)",
+                    beyond_nulls_figure(differences, thresholds, units))  # fmt: skip
+    judge(CLAIM, "controlled", differences=differences)

@@ -27,10 +27,15 @@ import pytest
 from claim_plots import (
     SOURCE_COLOURS,
     across_seeds,
+    beyond_nulls_figure,
     new_figure,
     seed_axis,
+    source_of,
+    source_style,
     sources_across_seeds,
+    threshold_line,
 )
+from claim_plots import SOURCES as SOURCES_STYLE
 from mechclaims.interp.circuits import (
     gaussian_exactly_one_share,
 )
@@ -99,14 +104,17 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, 
     )
     ax_matrix.set_xlabel("dimension")
     ax_matrix.set_ylabel("dimension")
-    ax_counts.scatter(seeds, above, s=18, label=f"r > {thresholds['strong_r']}")
-    ax_counts.scatter(seeds, below, s=18, marker="x", label=f"r < -{thresholds['strong_r']}")
+    network = SOURCES_STYLE["network"]
+    ax_counts.scatter(seeds, above, s=18, color=network.colour, marker=network.marker,
+                      label=f"r > {thresholds['strong_r']}")  # fmt: skip
+    ax_counts.scatter(seeds, below, s=18, color=network.colour, marker="x",
+                      label=f"r < -{thresholds['strong_r']}")  # fmt: skip
     chance_label = f"chance, each sign ({first['distinct_inputs']} Gaussian inputs)"
-    ax_counts.axhline(first["chance_pairs_each_sign"], color="grey", linestyle=":",
-                      label=chance_label)  # fmt: skip
+    ax_counts.axhline(first["chance_pairs_each_sign"], color=SOURCES_STYLE["gaussian"].colour,
+                      linestyle=":", label=chance_label)  # fmt: skip
     seed_axis(ax_counts, f"pairs of {first['pairs']} (position 0)")
     ax_counts.legend(fontsize=7, loc="upper right")
-    evidence.figure("seed protocol", figure)
+    evidence.figure("pairs beyond +-0.8 at position 0, as the seed measured them", figure)
     judge(CLAIM, "seed-protocol", (above > 0) & (below > 0))
 
 
@@ -118,8 +126,12 @@ def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thr
     _abs_r_figure(evidence, figure_data, results[0], thresholds)
     _rates_figure(evidence, results)
     _partition_figure(evidence, figure_data, results, seeds, thresholds)
+    differences = paired_differences(results, BEYOND)
+    units = dict.fromkeys(differences, "strong-pair rate, share of pairs")
+    evidence.figure("beyond the nulls (margin rule)",
+                    beyond_nulls_figure(differences, thresholds, units))  # fmt: skip
     judge(CLAIM, "controlled", holds=[result["holds_partition"] for result in results],
-          differences=paired_differences(results, BEYOND))  # fmt: skip
+          differences=differences)  # fmt: skip
 
 
 def _abs_r_figure(evidence, figure_data: list, first: dict, thresholds: dict) -> None:
@@ -132,13 +144,14 @@ def _abs_r_figure(evidence, figure_data: list, first: dict, thresholds: dict) ->
             density = counts / max(counts.sum(), 1) / np.diff(ABS_R_BINS)
             density = np.where(density > 0, density, np.nan)  # empty bins: no point on a log axis
             on_top = source == "network"  # it often coincides with the rotated basis
-            ax.step(centres, density, where="mid", color=SOURCE_COLOURS[source], label=source,
-                    linewidth=2.2 if on_top else 1.2, zorder=3 if on_top else 2)  # fmt: skip
-        ax.axvline(thresholds["strong_r"], color="crimson", linestyle="--", linewidth=1)
+            ax.step(centres, density, where="mid", color=SOURCE_COLOURS[source],
+                    label=source_of(source).label, linewidth=2.2 if on_top else 1.2,
+                    zorder=3 if on_top else 2)  # fmt: skip
+        threshold_line(ax, thresholds["strong_r"], vertical=True)
         ax.set_title(f"position {POSITIONS[name]}: n = {first[f'{name}_n_effective']} "
                      "distinct inputs", fontsize=9)  # fmt: skip
         ax.set_xlabel("|r| of a unit pair (all unit sets, all seeds)")
-        ax.set_ylabel("density (log)")
+        ax.set_ylabel("density of pairs (log)")
         ax.set_yscale("log")
         ax.minorticks_off()  # log minor ticks double the drawing time and add nothing here
         ax.legend(fontsize=7, loc="lower left")
@@ -152,7 +165,7 @@ def _rates_figure(evidence, results: list) -> None:
         sources_across_seeds(
             ax,
             {source: [result[f"{name}_{source}_rate"] for result in results] for source in SOURCES},
-            f"strong-pair rate, position {POSITIONS[name]}",
+            f"strong-pair rate, position {POSITIONS[name]} (share of pairs)",
         )
     evidence.figure("strong-pair rates against nulls", figure)
 
@@ -162,14 +175,13 @@ def _partition_figure(evidence, figure_data: list, results: list, seeds, thresho
     figure, (ax_pairs, ax_seeds) = new_figure(2)
     r = np.concatenate([data["partition_r"] for data in figure_data])
     share = np.concatenate([data["partition_share"] for data in figure_data])
-    ax_pairs.scatter(r, share, s=6, alpha=0.4, color=SOURCE_COLOURS["network"], label="pairs")
+    ax_pairs.scatter(r, share, s=6, alpha=0.4, **{**source_style("network"), "label": "pairs"})
     reference = np.linspace(-1.0, -thresholds["strong_r"] + 0.2, 100)
-    ax_pairs.plot(reference, gaussian_exactly_one_share(reference), color="black",
-                  label="bivariate Gaussian, same r")  # fmt: skip
-    ax_pairs.axhline(thresholds["partition_share"], color="crimson", linestyle="--", linewidth=1,
-                     label="near-perfect partition")  # fmt: skip
+    ax_pairs.plot(reference, gaussian_exactly_one_share(reference),
+                  color=SOURCE_COLOURS["gaussian"], label="bivariate Gaussian, same r")  # fmt: skip
+    threshold_line(ax_pairs, thresholds["partition_share"], "near-perfect partition")
     ax_pairs.set_xlabel("held-out r of an opposing pair")
-    ax_pairs.set_ylabel("held-out share: exactly one active")
+    ax_pairs.set_ylabel("held-out share of inputs: exactly one active")
     ax_pairs.set_title(f"{r.size} opposing pairs over {len(seeds)} seeds", fontsize=9)
     ax_pairs.legend(fontsize=7, loc="lower left")
     medians = np.array(
@@ -177,5 +189,5 @@ def _partition_figure(evidence, figure_data: list, results: list, seeds, thresho
          for res in results]
     )  # fmt: skip
     across_seeds(ax_seeds, medians, seeds, thresholds["partition_share"],
-                 "median held-out share (no dot: no pair)")  # fmt: skip
+                 "median held-out share of inputs (no dot: no pair)")  # fmt: skip
     evidence.figure("partition of held-out inputs", figure)

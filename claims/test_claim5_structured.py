@@ -37,7 +37,17 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from claim_plots import across_seeds, new_figure, sources_across_seeds
+from claim_plots import (
+    FAMILY_COLOURS,
+    THRESHOLD_COLOUR,
+    across_seeds,
+    beyond_nulls_figure,
+    new_figure,
+    source_legend,
+    source_style,
+    sources_across_seeds,
+    threshold_line,
+)
 from mechclaims.interp.claims.structured_inputs import (
     BEYOND,
     NULL_SOURCES,
@@ -107,7 +117,7 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, 
     chance = results[0]["chance_normal"]
     ax_seeds.set_title(f"|z| > {thresholds['seed_z']:g} by chance for 4 random inputs: "
                        f"{chance:.2f}", fontsize=9)  # fmt: skip
-    evidence.figure("seed protocol", figure)
+    evidence.figure("the four structured inputs as z-scores among random sequences", figure)
     holds = max_abs_z > thresholds["seed_z"]
     evidence.record(chance_rate=chance, observed_rate=float(holds.mean()))
     judge(CLAIM, "seed-protocol", holds)
@@ -118,14 +128,15 @@ def _draw_seed_responses(ax, result: dict, seed: int, cut: float) -> None:
     ax.hist(result["reference_responses"], bins=30, color="#bbbbbb", label="random sequences")
     mean, std = result["reference_mean"], result["reference_std"]
     for sign in (-1, 1):
-        ax.axvline(mean + sign * cut * std, color="crimson", linestyle="--", linewidth=1,
+        ax.axvline(mean + sign * cut * std, color=THRESHOLD_COLOUR, linestyle="--", linewidth=1,
                    label=f"mean ± {cut:g} std" if sign < 0 else None)  # fmt: skip
     for index, (tokens, value, z) in enumerate(
         zip(SEED_STRUCTURED.values(), result["responses"], result["z_scores"], strict=True)
     ):
-        ax.axvline(value, color=f"C{index}", linewidth=2, label=f"{list(tokens)}: z = {z:+.2f}")
+        ax.axvline(value, color=FAMILY_COLOURS[index], linewidth=2,
+                   label=f"{list(tokens)}: z = {z:+.2f}")  # fmt: skip
     ax.set_xlabel(f"dim {SEED_DIM} of {SEED_UNITS.hook}, last position (seed {seed})")
-    ax.set_ylabel("random sequences")
+    ax.set_ylabel("random sequences (count)")
     ax.legend(fontsize=6, loc="best")
 
 
@@ -138,34 +149,37 @@ def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thr
     sources_across_seeds(
         ax_decoder,
         {label: [r[f"{s}_decoder_accuracy"] for r in results] for label, s in labels.items()},
-        "held-out balanced accuracy (family)",
+        "held-out balanced accuracy of the family (share)",
     )
-    ax_decoder.axhline(results[0]["chance"], color="crimson", linestyle="--", linewidth=1,
-                       label="1 / families")  # fmt: skip
+    threshold_line(ax_decoder, results[0]["chance"], "chance")
     null_medians = [
         np.median([r[f"{s}_decoder_null_median"] for r in results]) for s in labels.values()
     ]
-    ax_decoder.scatter(np.arange(len(labels)), null_medians, marker="D", s=30, color="crimson",
-                       zorder=4, label="null median (patterns relabelled)")  # fmt: skip
-    ax_decoder.legend(fontsize=7)
+    shuffled = {**source_style("shuffled"), "label": "shuffled (patterns relabelled)"}
+    ax_decoder.scatter(np.arange(len(labels)), null_medians, s=30, zorder=4, **shuffled)
+    source_legend(ax_decoder, labels)
     sources_across_seeds(
         ax_agreement,
         {
             label: [r[f"{s}_agreement"] - r[f"{s}_agreement_null_mean"] for r in results]
             for label, s in labels.items()
         },
-        "family agreement − random relations'",
+        "family agreement − random relations' (cosine)",
     )
-    ax_agreement.axhline(0.0, color="crimson", linestyle="--", linewidth=1)
+    ax_agreement.axhline(0.0, color="black", linewidth=0.8)
     sources_across_seeds(
         ax_units,
         {name: [r[f"{name}_family_median_eta2"] for r in results] for name in UNIT_SOURCES},
-        "median eta² of a unit by family",
+        "median eta² of a unit by family (share of variance)",
     )
-    evidence.figure("model against nulls", figure)
+    evidence.figure("decoder, agreement and family-selective units against nulls", figure)
     evidence.figure("agreement within families", _agreement_figure(results, sets))
+    differences = paired_differences(results, BEYOND)
+    evidence.figure("beyond the embedding (margin rule)",
+                    beyond_nulls_figure(differences, thresholds,
+                                        {"embedding": "held-out accuracy"}))  # fmt: skip
     judge(CLAIM, "controlled", holds=[result["holds_tests"] for result in results],
-          differences=paired_differences(results, BEYOND))  # fmt: skip
+          differences=differences)  # fmt: skip
 
 
 def _agreement_figure(results: list[dict], sets: list[str]):
@@ -186,7 +200,7 @@ def _agreement_figure(results: list[dict], sets: list[str]):
             )
             for kind in ("", "_null_mean")
         )
-        ax.bar(x, observed.median, width=width, color=f"C{index}", label=family)
+        ax.bar(x, observed.median, width=width, color=FAMILY_COLOURS[index], label=family)
         ax.errorbar(x, observed.median,
                     yerr=[observed.median - observed.low, observed.high - observed.median],
                     fmt="none", color="black", linewidth=0.8)  # fmt: skip
