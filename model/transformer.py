@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from mechclaims.model.hooks import (
 )
 
 CONFIG_KEY = "__config__"
+FORMAT_KEY, FORMAT_VERSION = "__format__", 2  # .npz format; 2: act_fn names as TransformerLens's
 CHUNK_TOKENS = 2048  # forward passes over more tokens than this run in chunks (see run_with_cache)
 KEPT_SHARE_FOR_CHUNKS = 4  # ... if they keep at most a quarter of the hook points
 RETURN_TYPES = ("logits", None)  # run_with_cache's outputs, as TransformerLens names them
@@ -200,6 +202,15 @@ class Transformer:
         self.params = init_params(cfg, np.random.default_rng(self.seed))
         self._hooks: dict[str, list[HookFn]] = {}
         self._pos_table = self._fixed_positions()
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, dtype: str | None = None) -> Transformer:
+        """A checkpoint you already have on disk (nothing is downloaded): an HF GPT-2-family
+        directory (config.json + model.safetensors; float32 unless `dtype` says otherwise) or
+        our own `.npz`. See model/pretrained.py for what is honoured and what is refused."""
+        from mechclaims.model import pretrained  # it imports this module
+
+        return pretrained.load(path, dtype)
 
     @classmethod
     def from_params(cls, cfg: TransformerConfig, params: dict[str, np.ndarray]) -> Transformer:
@@ -404,17 +415,33 @@ class Transformer:
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as handle:
             config = np.array(json.dumps(self.cfg.to_dict()))
-            np.savez(handle, **{CONFIG_KEY: config}, **self.params)
+            header = {CONFIG_KEY: config, FORMAT_KEY: np.array(FORMAT_VERSION)}
+            np.savez(handle, **header, **self.params)
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Transformer:
-        with np.load(path, allow_pickle=False) as data:
-            if CONFIG_KEY not in data.files:
-                raise ValueError(f"{path} holds no model config (key {CONFIG_KEY!r} missing)")
-            cfg = TransformerConfig(**json.loads(str(data[CONFIG_KEY])))
-            params = {name: data[name] for name in data.files if name != CONFIG_KEY}
-        return cls.from_params(cfg, params)
+        """A model written by `save`; a file that is not one is a one-line ValueError naming it.
+
+        Files of format 1 (no FORMAT_KEY: before the GELU names followed TransformerLens and
+        HF) called GPT-2's tanh GELU "gelu": they load with act_fn "gelu_new", the same function.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if CONFIG_KEY not in data.files:
+                    raise ValueError(f"holds no model config (key {CONFIG_KEY!r} missing)")
+                config = json.loads(str(data[CONFIG_KEY]))
+                if FORMAT_KEY not in data.files and config.get("act_fn") == "gelu":
+                    config["act_fn"] = "gelu_new"
+                header = (CONFIG_KEY, FORMAT_KEY)
+                params = {name: data[name] for name in data.files if name not in header}
+            return cls.from_params(TransformerConfig(**config), params)
+        except FileNotFoundError:
+            raise
+        except zipfile.BadZipFile as error:
+            raise ValueError(f"{path}: truncated or not an .npz file ({error})") from None
+        except (OSError, EOFError, ValueError, TypeError) as error:
+            raise ValueError(f"{path}: {error}") from None
 
 
 def _checked_return_type(return_type):
@@ -446,5 +473,5 @@ def _checked_params(cfg: TransformerConfig, params: dict) -> dict[str, np.ndarra
             raise TypeError(f"parameter {name!r} must be numeric, got dtype {value.dtype}")
         if not np.all(np.isfinite(value)):
             raise ValueError(f"parameter {name!r} has non-finite values")
-        checked[name] = value.astype(cfg.dtype, copy=True)
+        checked[name] = value.astype(cfg.dtype, order="C", copy=True)
     return checked
