@@ -40,8 +40,8 @@ WEIGHTS_FILE = "model.safetensors"
 MODEL_TYPES = ("gpt2",)
 ACT_FNS = {"gelu": "gelu", "gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_new", "relu": "relu"}
 MASK_BUFFERS = ("attn.bias", "attn.masked_bias")  # per block; not weights
-# config.json options and the value the model implements (HF's defaults where missing).
-REQUIRED_OPTIONS = {
+# config.json options of which the model implements one value (HF's default where missing).
+FIXED_OPTIONS = {
     "scale_attn_weights": (True, "attention unscaled by 1/sqrt(d_head)"),
     "scale_attn_by_inverse_layer_idx": (False, "attention scaled by 1/(layer index + 1)"),
     "add_cross_attention": (False, "cross-attention"),
@@ -82,7 +82,7 @@ def hf_config(raw: dict, path: Path, dtype: str) -> TransformerConfig:
             f"{path}: model_type {model_type!r} (architectures {raw.get('architectures')}) is "
             f"not supported; supported: {', '.join(MODEL_TYPES)} (the GPT-2 family)"
         )
-    for key, (implemented, meaning) in REQUIRED_OPTIONS.items():
+    for key, (implemented, meaning) in FIXED_OPTIONS.items():
         if raw.get(key, implemented) != implemented:
             raise ValueError(f"{path}: {key}={raw[key]!r} ({meaning}) is not supported")
     activation = raw.get("activation_function", "gelu_new")

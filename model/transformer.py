@@ -253,7 +253,9 @@ class Transformer:
         tokens = self.check_tokens(tokens)
         keep = names_predicate(names_filter, self.cfg)
         n_blocks = self._blocks_to_run(stop_at_layer)
-        output = "resid" if stop_at_layer is not None else _checked_return_type(return_type)
+        output = _checked_return_type(return_type)
+        if stop_at_layer is not None:
+            output = "resid"  # TransformerLens returns the residual stream, whatever return_type
         names = self.hook_names()
         few_kept = sum(map(keep, names)) * KEPT_SHARE_FOR_CHUNKS <= len(names)
         whole = self._hooks or not few_kept

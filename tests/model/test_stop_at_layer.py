@@ -114,6 +114,7 @@ def test_stopped_passes_give_the_same_numbers_in_chunks(model_and_tokens, chunk_
         ({"stop_at_layer": "1"}, TypeError, "stop_at_layer must be an int or None"),
         ({"return_type": "loss"}, ValueError, "return_type must be one of 'logits', None; got 'l"),
         ({"return_type": "Logits"}, ValueError, "return_type must be one of"),
+        ({"return_type": "loss", "stop_at_layer": 1}, ValueError, "return_type must be one of"),
     ],
 )
 def test_bad_options_raise_naming_the_option(options, error, message):
