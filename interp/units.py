@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mechclaims.model.layers import layer_norm_forward, sinusoidal_table
+from mechclaims.model.hooks import stop_layer_for
+from mechclaims.model.layers import layer_norm_forward
 from mechclaims.model.transformer import Transformer
 
 UNIT_KINDS = {"resid": "blocks.{layer}.hook_resid_post", "mlp": "blocks.{layer}.mlp.hook_post"}
@@ -40,20 +41,17 @@ def unit_sets(model: Transformer) -> list[UnitSet]:
 
 
 def activations(model: Transformer, tokens: np.ndarray, sets: list[UnitSet]) -> dict:
-    """{label: activations [n, T, units]} for each unit set, from one forward pass."""
-    hooks = {unit_set.hook for unit_set in sets}
-    _, cache = model.run_with_cache(tokens, names_filter=list(hooks))
+    """{label: activations [n, T, units]} for each unit set, from one forward pass that stops
+    after the last block the sets read and computes no logits."""
+    hooks = sorted({unit_set.hook for unit_set in sets})
+    stop = stop_layer_for(hooks, model.cfg)
+    _, cache = model.run_with_cache(tokens, names_filter=hooks, stop_at_layer=stop,
+                                    return_type=None)  # fmt: skip
     return {unit_set.label: cache[unit_set.hook] for unit_set in sets}
 
 
 def embedding_only(model: Transformer, tokens: np.ndarray) -> np.ndarray:
     """LN(W_E[x] + W_pos) without gain or bias: the residual stream if no block ran, [n, T, d]."""
-    tokens = model.check_tokens(tokens)
-    cfg = model.cfg
-    if cfg.pos_embed == "learned":
-        positions = model.params["pos_embed.W_pos"][: tokens.shape[1]]
-    else:
-        positions = sinusoidal_table(tokens.shape[1], cfg.d_model, cfg.dtype)
-    stream = model.params["embed.W_E"][tokens] + positions  # [n,T,d]
-    normalized, _ = layer_norm_forward(stream, None, None, cfg.ln_eps)
+    stream, _ = model.run_with_cache(tokens, names_filter=(), stop_at_layer=0)  # [n,T,d]
+    normalized, _ = layer_norm_forward(stream, None, None, model.cfg.ln_eps)
     return normalized

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from mechclaims.interp.detectors import (
-    first_blocks,
     glass_delta_interval,
     token_effect_test,
     token_effects,
@@ -55,7 +54,7 @@ def controlled(cfg, seed: int, thresholds: dict) -> dict:
     model = Transformer(cfg, seed=seed)
     rng = np.random.default_rng([seed, 2, 1])
     tokens = all_sequences(cfg.vocab_size, SEED_SEQ_LEN)  # [V^T,T]
-    acts = activations(first_blocks(model, 1), tokens, [SEED_UNITS])[SEED_UNITS.label]  # [n,T,d]
+    acts = activations(model, tokens, [SEED_UNITS])[SEED_UNITS.label]  # [n,T,d]
     rows = _distinct_rows(cfg)
     tested = [
         token_effect_test(acts[rows[p], p], tokens[rows[p], p], cfg.vocab_size, rng,
