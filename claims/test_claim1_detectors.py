@@ -54,13 +54,13 @@ MEASURES = {
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
-def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
-    seed_result = memo(seed_protocol, model_config, seed, thresholds)
+def test_seed_protocol(evidence, memo, model_source, seed, thresholds):
+    seed_result = memo(seed_protocol, model_source, seed, thresholds)
     holds = seed_result["shared_count"] >= thresholds["seed_min_shared"]
     evidence.record(
         statistic=seed_result["shared_count"],
         threshold=thresholds["seed_min_shared"],
-        chance_rate=chance_of_shared_top_feature(model_config, thresholds),
+        chance_rate=chance_of_shared_top_feature(thresholds),
         verdict="supported" if holds else "refuted",
         **{key: value for key, value in seed_result.items() if key != "responses"},
     )
@@ -70,8 +70,8 @@ def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
-def test_controlled(evidence, memo, model_config, seed, thresholds):
-    controlled_result = memo(controlled, model_config, seed, thresholds)
+def test_controlled(evidence, memo, model_source, seed, thresholds):
+    controlled_result = memo(controlled, model_source, seed, thresholds)
     evidence.record(
         statistic=controlled_result["network_median_holdout_d"],
         null_value=controlled_result["embedding_median_holdout_d"],
@@ -84,11 +84,11 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
-def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(seed_protocol, model_config, seed, thresholds) for seed in seeds]
+def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
     counts = np.array([result["shared_count"] for result in results])
     holds = counts >= thresholds["seed_min_shared"]
-    chance = chance_of_shared_top_feature(model_config, thresholds)
+    chance = chance_of_shared_top_feature(thresholds)
     evidence.record(chance_rate=chance, observed_rate=float(holds.mean()))
     figure, (ax_top, ax_counts) = new_figure(2)
     _plot_top_sequences(ax_top, results[0], seeds[0])
@@ -120,8 +120,8 @@ def _plot_top_sequences(ax, result: dict, seed: int) -> None:
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
-def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
+def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    results = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
     figure, (ax_effect, ax_fraction) = new_figure(2)
     sources_across_seeds(
         ax_effect,

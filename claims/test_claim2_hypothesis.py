@@ -22,6 +22,7 @@ import pytest
 
 from claim_plots import SOURCE_COLOURS, across_seeds, new_figure, source_style, threshold_line
 from mechclaims.interp.claims.specific_hypothesis import FAMILY_ARRAYS, controlled, seed_protocol
+from mechclaims.interp.sources import PANEL_SIZE
 from mechclaims.interp.stats import (
     cross_correlation,
 )
@@ -36,8 +37,8 @@ MEASURES = {
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
-def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
-    seed_result = memo(seed_protocol, model_config, seed, thresholds)
+def test_seed_protocol(evidence, memo, model_source, seed, thresholds):
+    seed_result = memo(seed_protocol, model_source, seed, thresholds)
     holds = seed_result["effect"] >= thresholds["min_effect"]
     evidence.record(
         statistic=seed_result["effect"],
@@ -50,8 +51,8 @@ def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
-def test_controlled(evidence, memo, model_config, seed, thresholds):
-    result = memo(controlled, model_config, seed, thresholds)
+def test_controlled(evidence, memo, model_source, seed, thresholds):
+    result = memo(controlled, model_source, seed, thresholds)
     evidence.record(
         statistic=result["effect"],
         threshold=thresholds["min_effect"],
@@ -65,12 +66,12 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
     )
     assert result["effect_low"] <= result["effect"] <= result["effect_high"]
     assert 0.0 < result["p_value"] <= 1.0
-    assert result["family_size"] == SEED_SEQ_LEN * model_config.vocab_size * model_config.d_model
+    assert result["family_size"] == SEED_SEQ_LEN * PANEL_SIZE * model_source.cfg.d_model
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
-def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    effects = np.array([memo(seed_protocol, model_config, s, thresholds)["effect"] for s in seeds])
+def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    effects = np.array([memo(seed_protocol, model_source, s, thresholds)["effect"] for s in seeds])
     holds = effects >= thresholds["min_effect"]
     figure, (ax,) = new_figure(1, width=6.0)
     across_seeds(ax, effects, seeds, thresholds["min_effect"], "Glass's delta (the seed's effect)")
@@ -82,8 +83,8 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, 
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
-def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
+def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    results = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
     by_key = {key: np.array([r[key] for r in results]) for key in results[0] if
               key not in FAMILY_ARRAYS}  # fmt: skip
     correlation = (

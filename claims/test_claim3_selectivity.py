@@ -46,23 +46,23 @@ MEASURES = {
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
-def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
-    seed_result = memo(seed_protocol, model_config, seed, thresholds)
-    holds = seed_result["selective_dims_all"] >= thresholds["seed_min_count"]
+def test_seed_protocol(evidence, memo, model_source, seed, thresholds):
+    seed_result = memo(seed_protocol, model_source, seed, thresholds)
+    holds = seed_result["seed_count"] >= thresholds["seed_min_count"]
     evidence.record(
-        statistic=seed_result["selective_dims_all"],
+        statistic=seed_result["seed_count"],
         threshold=thresholds["seed_min_count"],
         verdict="supported" if holds else "refuted",
-        **seed_result,
+        **{key: value for key, value in seed_result.items() if key != "seed_count"},
     )
-    assert 0 <= seed_result["selective_dims_0_9"] <= SEED_PRINTED_DIMS
+    assert 0 <= seed_result["seed_count"] <= 2 * SEED_PRINTED_DIMS
     assert np.all(np.isfinite(seed_result["position_std_dims_0_9"]))
     assert np.all(np.isfinite(seed_result["token_std_dims_0_9"]))
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
-def test_controlled(evidence, memo, model_config, seed, thresholds):
-    controlled_result = memo(controlled, model_config, seed, thresholds)
+def test_controlled(evidence, memo, model_source, seed, thresholds):
+    controlled_result = memo(controlled, model_source, seed, thresholds)
     evidence.record(
         statistic=controlled_result["network_median_explained"],
         null_value=controlled_result["embedding_median_explained"],
@@ -74,12 +74,12 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
-def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(seed_protocol, model_config, seed, thresholds) for seed in seeds]
-    counts = np.array([result["selective_dims_all"] for result in results])
+def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
+    counts = np.array([result["seed_count"] for result in results])
     figure, (ax_counts, ax_first) = new_figure(2)
     across_seeds(ax_counts, counts, seeds, thresholds["seed_min_count"],
-                 "selective dims (seed's rule, all dims)")  # fmt: skip
+                 "the seed's tally: position- + token-selective, dims 0-9")  # fmt: skip
     first = results[0]
     dims = np.arange(SEED_PRINTED_DIMS)
     ax_first.bar(dims - 0.2, first["position_std_dims_0_9"], width=0.4, label="position std")
@@ -93,8 +93,8 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, 
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
-def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
+def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    results = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
     sources = ("network", "embedding", "rotated", "gaussian")
     figure, (ax_explained, ax_fraction) = new_figure(2)
     sources_across_seeds(

@@ -47,6 +47,7 @@ from mechclaims.interp.claims.circuits import (
     controlled,
     seed_protocol,
 )
+from mechclaims.interp.sources import PANEL_SIZE
 from mechclaims.interp.units import SEED_UNITS
 from mechclaims.interp.verdicts import paired_differences
 
@@ -59,8 +60,8 @@ MEASURES = {
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
-def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
-    seed_result = memo(seed_protocol, model_config, seed, thresholds)
+def test_seed_protocol(evidence, memo, model_source, seed, thresholds):
+    seed_result = memo(seed_protocol, model_source, seed, thresholds)
     holds = seed_result["pairs_above"] > 0 and seed_result["pairs_below"] > 0
     evidence.record(
         statistic=min(seed_result["pairs_above"], seed_result["pairs_below"]),
@@ -68,14 +69,14 @@ def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
         verdict="supported" if holds else "refuted",
         **{key: value for key, value in seed_result.items() if key != "correlation_matrix"},
     )
-    assert 1 <= seed_result["distinct_inputs"] <= model_config.vocab_size
+    assert 1 <= seed_result["distinct_inputs"] <= PANEL_SIZE
     assert seed_result["pairs_above"] + seed_result["pairs_below"] <= seed_result["pairs"]
     assert np.all(np.abs(seed_result["printed_r"]) <= 1.0)
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
-def test_controlled(evidence, memo, model_config, seed, thresholds):
-    result = memo(controlled, model_config, seed, thresholds)["result"]
+def test_controlled(evidence, memo, model_source, seed, thresholds):
+    result = memo(controlled, model_source, seed, thresholds)["result"]
     evidence.record(
         statistic=result["pos3_network_rate"],
         null_value=max(result[f"pos3_{null}_rate"] for null in SOURCES[1:]),
@@ -84,13 +85,13 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
     )
     rates = [value for key, value in result.items() if key.endswith("_rate")]
     assert all(0.0 <= rate <= 1.0 for rate in rates)
-    assert result["pos0_n_effective"] == model_config.vocab_size
+    assert result["pos0_n_effective"] == PANEL_SIZE
     assert result["pos3_n_effective"] == thresholds["n_sequences"]
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
-def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(seed_protocol, model_config, seed, thresholds) for seed in seeds]
+def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
     above = np.array([result["pairs_above"] for result in results])
     below = np.array([result["pairs_below"] for result in results])
     figure, (ax_matrix, ax_counts) = new_figure(2)
@@ -119,8 +120,8 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, 
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
-def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    measured = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
+def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    measured = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
     results = [entry["result"] for entry in measured]
     figure_data = [entry["figure_data"] for entry in measured]
     _abs_r_figure(evidence, figure_data, results[0], thresholds)

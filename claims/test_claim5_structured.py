@@ -64,7 +64,6 @@ from mechclaims.interp.stats import (
 from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS
 from mechclaims.interp.verdicts import paired_differences
 from mechclaims.model.__main__ import draw_attention_patterns
-from mechclaims.model.transformer import Transformer
 
 CLAIM = "structured-inputs"
 STATEMENT = "Random features respond consistently to meaningful patterns."
@@ -76,8 +75,8 @@ ATTENTION_STATEMENT = "The attention patterns of the seed's structured inputs, p
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
-def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
-    seed_result = memo(seed_protocol, model_config, seed, thresholds)
+def test_seed_protocol(evidence, memo, model_source, seed, thresholds):
+    seed_result = memo(seed_protocol, model_source, seed, thresholds)
     holds = seed_result["max_abs_z"] > thresholds["seed_z"]
     evidence.record(
         statistic=seed_result["max_abs_z"],
@@ -92,8 +91,8 @@ def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
-def test_controlled(evidence, memo, model_config, seed, thresholds):
-    controlled_result = memo(controlled, model_config, seed, thresholds)
+def test_controlled(evidence, memo, model_source, seed, thresholds):
+    controlled_result = memo(controlled, model_source, seed, thresholds)
     sets = controlled_result["unit_sets"]
     evidence.record(
         statistic=controlled_result["unit_set_share"],
@@ -107,8 +106,8 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
-def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(seed_protocol, model_config, seed, thresholds) for seed in seeds]
+def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
     max_abs_z = np.array([result["max_abs_z"] for result in results])
     figure, (ax_first, ax_seeds) = new_figure(2)
     _draw_seed_responses(ax_first, results[0], seeds[0], thresholds["seed_z"])
@@ -141,8 +140,8 @@ def _draw_seed_responses(ax, result: dict, seed: int, cut: float) -> None:
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
-def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
+def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    results = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
     sets = results[0]["unit_sets"]
     labels = {f"network {s}" if s in sets else s: s for s in [*sets, *NULL_SOURCES]}
     figure, (ax_decoder, ax_agreement, ax_units) = new_figure(3)
@@ -217,10 +216,11 @@ def _agreement_figure(results: list[dict], sets: list[str]):
 
 
 @pytest.mark.claim(f"{CLAIM}/attention", statement=ATTENTION_STATEMENT)
-def test_attention_patterns(evidence, model_config, preset, seeds):
-    model = Transformer(model_config, seed=seeds[0])
+def test_attention_patterns(evidence, model_source, preset, seeds):
+    model = model_source.model(seeds[0])
     tokens = structured_tokens()
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"))
+    patterns_only = lambda name: name.endswith("hook_pattern")  # noqa: E731
+    _, cache = model.run_with_cache(model_source.tokens(tokens), names_filter=patterns_only)
     patterns = [cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(model.cfg.n_layers)]
     figure = draw_attention_patterns(patterns, list(SEED_STRUCTURED), tokens)
     figure.suptitle(f"Attention patterns of the structured inputs: {preset}, seed {seeds[0]}")

@@ -109,7 +109,12 @@ def strong_pairs(
 ) -> StrongPairs:
     """Pairs of all unit sets (correlation matrices [U_s, U_s]) as one family: the t-test p-value
     of each r with n_effective distinct inputs, Benjamini-Hochberg at `fdr` across all of them."""
-    r = np.concatenate([upper_pairs(corr) for corr in correlations])  # [pairs]
+    return tested_pairs(np.concatenate([upper_pairs(corr) for corr in correlations]),
+                        n_effective, strong_r, fdr)  # fmt: skip
+
+
+def tested_pairs(r: np.ndarray, n_effective: int, strong_r: float, fdr: float) -> StrongPairs:
+    """`strong_pairs` of the pairs' r [pairs] (every unit set's upper pairs, concatenated)."""
     # BH never discovers a p-value above its level and p falls as |r| rises, so only pairs with
     # |r| >= r(p = fdr) need a p-value (the costly part): the rest keep p = 1, same discoveries.
     p_values = np.ones_like(r)

@@ -187,3 +187,33 @@ def test_the_registry_describes_its_claims_to_the_evidence_report(pytester):
     }  # fmt: skip
     index = (pytester.path / "out" / "index.md").read_text()
     assert "| **1. Tiny**<br>“a tiny claim” | 🟢 **supported** 20/20<br>it holds |" in index
+
+
+def test_a_preset_decided_on_its_own_seeds_and_thresholds(pytester):
+    """preset_seeds: tiny-mha's verdicts rest on seeds 0-2 (its cost), gpt2-style's on the
+    registry's 0:20; thresholds_for: tiny-mha's own value of a threshold."""
+    (pytester.path / "claims").mkdir()
+    registry = REGISTRY.format(mode="all", claim_seeds="") + (
+        'gpt2-style = { verdict = "supported", why = "it holds" }\n'
+        "[claims.tiny.thresholds_for.tiny-mha]\n"
+        'mode = { value = "none", why = "tiny-mha is judged otherwise" }\n'
+    )
+    (pytester.path / "claims" / "registry.toml").write_text(
+        'preset_seeds = { tiny-mha = "0:3" }\n' + registry
+    )
+    pytester.makepyfile(
+        test_tiny=CLAIM_MODULE + "\n\ndef test_mode(preset, thresholds):\n"
+        "    print('MODE', preset, thresholds['mode'])\n"
+    )
+    result = pytester.runpytest(*PLUGIN, "--model-preset", "tiny-mha", "--model-preset",
+                                "gpt2-style", "--no-evidence", "-s", "-v")  # fmt: skip
+    # tiny-mha held on 0/3 of its registry seeds: inconclusive, not the registry's 'supported'.
+    result.stdout.fnmatch_lines(["*MODE tiny-mha none*", "*MODE gpt2-style all*"])
+    ids = [line.split("::")[1].split(" ")[0] for line in result.stdout.lines
+           if "::test_per_seed[" in line]  # fmt: skip
+    assert sorted(i for i in ids if "tiny-mha" in i) == [
+        f"test_per_seed[tiny-mha-seed{seed}]" for seed in range(3)
+    ]
+    assert len([i for i in ids if "gpt2-style" in i]) == 20
+    result.stdout.fnmatch_lines(["*test_across_seeds[[]tiny-mha[]] FAILED*",
+                                 "*test_across_seeds[[]gpt2-style[]] PASSED*"])  # fmt: skip

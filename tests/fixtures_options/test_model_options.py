@@ -219,3 +219,52 @@ def test_model_fixture_builds_the_configured_model(pytester):
     )
     result = pytester.runpytest(*PLUGIN, "--seeds", "0:2")
     result.assert_outcomes(passed=2 * len(PRESETS))
+
+
+def test_a_design_a_model_cannot_serve_stops_the_run_naming_the_claim(pytester):
+    pytester.makepyfile(
+        long_measures="CONTEXT = 20\n\ndef measure(source, seed, thresholds):\n    return {}\n",
+        test_long="""
+from long_measures import measure
+
+CLAIM = "long-claim"
+MEASURES = {"controlled": measure}
+
+def test_it(model_source, seed):
+    open("ran", "w").close()
+""",
+    )
+    result = pytester.runpytest(*PLUGIN, "--model-preset", "tiny-mha", "--seeds", "0")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        ["*claim long-claim cannot run on preset tiny-mha: its designs need 20 positions and the "
+         "model has n_ctx=8*"]
+    )  # fmt: skip
+    assert not (pytester.path / "ran").exists()
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("1,2,3", "--token-panel (preset tiny-mha): token panel needs 10 distinct token ids*"),
+        ("middle", "--token-panel (preset tiny-mha): token panel must be spread or first or *"),
+    ],
+)
+def test_a_bad_token_panel_is_a_usage_error(pytester, rule, message):
+    result = pytester.runpytest(*PLUGIN, "--model-preset", "tiny-mha", "--token-panel", rule)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+def test_the_model_source_carries_the_chosen_panel(pytester):
+    pytester.makepyfile(
+        """
+        def test_panel(model_source):
+            print("PANEL", model_source.panel, model_source.cfg.vocab_size)
+        """
+    )
+    args = ("--model-preset", "gpt2-style", "--model-set", "vocab_size=1000", "-s")
+    result = pytester.runpytest(*PLUGIN, *args, "--token-panel", "first")
+    result.stdout.fnmatch_lines(["*PANEL (0, 1, 2, 3, 4, 5, 6, 7, 8, 9) 1000*"])
+    result = pytester.runpytest(*PLUGIN, *args)
+    result.stdout.fnmatch_lines(["*PANEL (0, 111, 222, 333, 444, 555, 666, 777, 888, 999) 1000*"])
