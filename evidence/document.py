@@ -81,7 +81,7 @@ class Cell:
 
     def markdown(self) -> str:
         head = f"**{self.head}**" if self.head else ""
-        first = " ".join(part for part in (TONES.get(self.tone, ""), head, self.text) if part)
+        first = " ".join(part for part in (tone_mark(self.tone), head, self.text) if part)
         return "<br>".join(line for line in (first, self.sub, self.note) if line)
 
     def html(self) -> str:
@@ -94,7 +94,7 @@ class Cell:
                 f"<details><summary>{html.escape(self.note_label)}</summary>"
                 f"{html.escape(self.note)}</details>"
             )
-        tone = f' class="tone-{self.tone}"' if self.tone else ""
+        tone = f' class="tone-{tone_class(self.tone)}"' if self.tone else ""
         title = f' title="{html.escape(self.note)}"' if self.note else ""
         return f"<td{tone}{title}>{''.join(parts)}</td>"
 
@@ -198,8 +198,21 @@ class Figure:
 
 Block = Heading | Paragraph | Quote | Banner | Table | Legend | Details | Figure
 
-# A cell's tone: its mark in Markdown; its colour is in STYLE.
-TONES = {"supported": "🟢", "refuted": "🔴", "inconclusive": "🟡", "error": "⚫", "mixed": "🟠"}
+# A cell's tone: its mark in Markdown; its colour is in STYLE. A project's own verdict words
+# (e.g. "unlike-random") share the tone "other".
+TONES = {
+    "supported": "🟢", "refuted": "🔴", "inconclusive": "🟡", "error": "⚫", "mixed": "🟠",
+    "other": "🔵",
+}  # fmt: skip
+
+
+def tone_class(tone: str) -> str:
+    return tone if tone in TONES else "other"
+
+
+def tone_mark(tone: str) -> str:
+    return TONES[tone_class(tone)] if tone else ""
+
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 90rem; margin: 2rem auto; padding: 0 1rem;
@@ -212,7 +225,7 @@ td .sub { font-size: 0.85rem; color: #444; }
 td details { font-size: 0.85rem; color: #333; } td summary { cursor: pointer; color: #555; }
 .tone-supported { background: #d4edda; } .tone-refuted { background: #f8d7da; }
 .tone-inconclusive { background: #fff3cd; } .tone-error { background: #d6d8db; }
-.tone-mixed { background: #ffe5cc; }
+.tone-mixed { background: #ffe5cc; } .tone-other { background: #d6e9f8; }
 .legend .swatch { display: inline-block; padding: 0.1rem 0.6rem; margin-right: 0.4rem;
                   border: 1px solid #ccc; font-size: 0.85rem; }
 blockquote { border-left: 4px solid #ccc; margin: 0.5rem 0; padding: 0.2rem 1rem; color: #444; }

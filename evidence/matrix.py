@@ -105,7 +105,8 @@ def held(entry: dict[str, Any]) -> str:
 
 
 def summary_sentences(decisions: list[Decision], descriptions: dict[str, Any]) -> list[str]:
-    """One quotable sentence per reading: how many claims it supports, on how many groups."""
+    """One quotable sentence per reading: how many claims it supports (its `positive` verdict,
+    "supported" unless the descriptions name another), on how many groups."""
     readings = dict.fromkeys(reading for reading, _ in matrix_columns(decisions, descriptions))
     return [
         reading_sentence(reading, [d for d in decisions if d.reading == reading], descriptions)
@@ -119,8 +120,9 @@ def reading_sentence(reading: str, cells: list[Decision], descriptions: dict[str
     verdicts: dict[str, set[str]] = {}
     for cell in cells:
         verdicts.setdefault(cell.claim, set()).add(cell.entry["verdict"])
-    some = sum("supported" in found for found in verdicts.values())
-    every = sum(found == {"supported"} for found in verdicts.values())
+    positive = reading_entry(descriptions, reading).get("positive", "supported")
+    some = sum(positive in found for found in verdicts.values())
+    every = sum(found == {positive} for found in verdicts.values())
     name = reading_name(descriptions, reading)
     supported = reading_entry(descriptions, reading).get("supported") or (
         f"are supported by the {name} reading" if name else "are supported"

@@ -13,7 +13,9 @@ panel, and where the weights come from:
     ModelSource(cfg, panel, checkpoint="a.npz")  the weights of a checkpoint (cfg is its config)
 
 With a fixed model (the last two), the measurement's seed draws only the inputs and nulls: a
-checkpoint and its random baselines are measured on the same inputs.
+checkpoint and its random baselines are measured on the same inputs. `init_seed` names the seed
+a checkpoint's weights were first drawn with, when known (mechclaims' trainer records it): claim
+6 compares a model with its own initialization.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class ModelSource:
     panel: tuple[int, ...]
     model_seed: int | None = None
     checkpoint: str | None = None
+    init_seed: int | None = None
 
     def model(self, seed: int) -> Transformer:
         """The model the measurement of `seed` runs on."""
@@ -104,3 +107,14 @@ def _checkpoint(path: str) -> Transformer:
 def source_for(cfg: TransformerConfig, rule: str = DEFAULT_PANEL_RULE, **where) -> ModelSource:
     """A ModelSource of `cfg` with the panel `rule` gives for its vocabulary."""
     return ModelSource(cfg, token_panel(cfg.vocab_size, rule), **where)
+
+
+def checkpoint_source(path: str, rule: str = DEFAULT_PANEL_RULE) -> ModelSource:
+    """The ModelSource of a checkpoint file or folder (its config, its recorded seed)."""
+    model = _checkpoint(str(path))
+    return source_for(model.cfg, rule, checkpoint=str(path), init_seed=model.seed)
+
+
+def baseline_source(source: ModelSource, seed: int) -> ModelSource:
+    """The random initialization `seed` of a source's config, on the same panel: a baseline."""
+    return ModelSource(source.cfg, source.panel, model_seed=seed, init_seed=source.init_seed)

@@ -23,6 +23,7 @@ from mechclaims.model.hooks import (
 
 CONFIG_KEY = "__config__"
 FORMAT_KEY, FORMAT_VERSION = "__format__", 2  # .npz format; 2: act_fn names as TransformerLens's
+SEED_KEY = "__seed__"  # the seed the weights were first drawn with, if known (training keeps it)
 CHUNK_TOKENS = 2048  # forward passes over more tokens than this run in chunks (see run_with_cache)
 KEPT_SHARE_FOR_CHUNKS = 4  # ... if they keep at most a quarter of the hook points
 RETURN_TYPES = ("logits", None)  # run_with_cache's outputs, as TransformerLens names them
@@ -418,16 +419,22 @@ class Transformer:
         with open(tmp, "wb") as handle:
             config = np.array(json.dumps(self.cfg.to_dict()))
             header = {CONFIG_KEY: config, FORMAT_KEY: np.array(FORMAT_VERSION)}
+            if self.seed is not None:
+                header[SEED_KEY] = np.array(self.seed)
             np.savez(handle, **header, **self.params)
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Transformer:
         """A model written by `save`; a file that is not one is a one-line ValueError naming it.
+        Its `seed` is the seed its weights were first drawn with when the file records it (a
+        model trained by mechclaims does), else None.
 
         Files of format 1 (no FORMAT_KEY: before the GELU names followed TransformerLens and
         HF) called GPT-2's tanh GELU "gelu": they load with act_fn "gelu_new", the same function.
         """
+        if Path(path).is_file() and not zipfile.is_zipfile(path):
+            raise ValueError(f"{path}: truncated or not an .npz file (no zip archive)")
         try:
             with np.load(path, allow_pickle=False) as data:
                 if CONFIG_KEY not in data.files:
@@ -435,9 +442,12 @@ class Transformer:
                 config = json.loads(str(data[CONFIG_KEY]))
                 if FORMAT_KEY not in data.files and config.get("act_fn") == "gelu":
                     config["act_fn"] = "gelu_new"
-                header = (CONFIG_KEY, FORMAT_KEY)
+                header = (CONFIG_KEY, FORMAT_KEY, SEED_KEY)
                 params = {name: data[name] for name in data.files if name not in header}
-            return cls.from_params(TransformerConfig(**config), params)
+                seed = int(data[SEED_KEY]) if SEED_KEY in data.files else None
+            model = cls.from_params(TransformerConfig(**config), params)
+            model.seed = seed
+            return model
         except FileNotFoundError:
             raise
         except zipfile.BadZipFile as error:

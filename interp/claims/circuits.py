@@ -67,6 +67,7 @@ def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
         "printed_r": partners.r,
         "pairs_above": above,
         "pairs_below": below,
+        "pairs_beyond": above + below,
         "pairs": pairs,
         "chance_pairs_each_sign": float(chance_each_sign),
         "rows": SEED_SAMPLES,

@@ -7,6 +7,8 @@ broker can run them in this process or anywhere else; the claim's tests record a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from mechclaims.interp.inputs import balanced_sequences, family_sequences, random_sequences
@@ -64,6 +66,28 @@ def measure(source: ModelSource, seed: int, thresholds: dict) -> dict:
         "controlled": controlled(pair, source, seed, thresholds),
         "structured_accuracy": float(np.mean(list(pair.trained_accuracy.values()))),
     }
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    """A model and its initialization: what the controlled reading compares."""
+
+    initial: Transformer
+    trained: Transformer
+
+
+def against_init(source: ModelSource, seed: int, thresholds: dict) -> dict:
+    """The controlled reading for a given model (a checkpoint, or one of its baselines): its
+    own initialization, rebuilt from `source.init_seed`, against the model itself; `seed`
+    draws the inputs. A baseline (a random init of the config) in place of the trained model
+    gives what a model unrelated to the initialization shares with it: persistence by chance."""
+    if source.init_seed is None:
+        raise ValueError(
+            "claim 6 needs the model's own initialization; this checkpoint does not record the "
+            "seed its weights were drawn with (mechclaims' trainer records it)"
+        )
+    pair = ModelPair(Transformer(source.cfg, seed=source.init_seed), source.model(seed))
+    return controlled(pair, source, seed, thresholds)
 
 
 def mlp_activations(model: Transformer, tokens: np.ndarray) -> dict[str, np.ndarray]:
@@ -136,7 +160,9 @@ def training_summary(pair: TrainedPair) -> dict:
     return summary
 
 
-def controlled(pair: TrainedPair, source: ModelSource, seed: int, thresholds: dict) -> dict:
+def controlled(
+    pair: TrainedPair | ModelPair, source: ModelSource, seed: int, thresholds: dict
+) -> dict:
     """Selective sets and eta² at init (discovery design) and after training (held-out design),
     against random matching of neurons; the retest and embedding-alone comparisons."""
     length = get_task(TASK).n_ctx

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from scipy.stats import binomtest
 
 from mechclaims.evidence.descriptions import checked_descriptions
+from mechclaims.evidence.document import Cell
 from mechclaims.evidence.files import writability_problem
 from mechclaims.evidence.matrix import Decision, summary_sentences
 from mechclaims.evidence.outcomes import combined_outcome, phase_outcome
@@ -130,7 +131,8 @@ def test_evidence_records_values_and_tables():
         (lambda e: e.record(seed=1), ValueError, "'seed' is taken"),
         (lambda e: e.record(outcome=1), ValueError, "'outcome' is taken"),
         (lambda e: e.record(statistic=2), ValueError, "already recorded"),
-        (lambda e: e.record(verdict="maybe"), ValueError, "verdict must be one of"),
+        (lambda e: e.record(verdict="Maybe so"), ValueError, "verdict must be one of"),
+        (lambda e: e.record(verdict=3), ValueError, "verdict must be one of"),
         (lambda e: e.record(model=object()), TypeError, "value 'model' has type object"),
         (lambda e: e.table("t", {"x": [1]}), TypeError, "DataFrame or a list of dicts"),
         (lambda e: e.figure("f", "not a figure"), TypeError, "matplotlib Figure"),
@@ -224,3 +226,13 @@ def test_summary_sentences_count_claims_per_reading_and_name_none():
 def test_a_cells_note_says_how_the_verdict_stands_to_the_registry(recorded, note):
     entry = {"verdict": "refuted", "outcome": "passed", "message": "", **recorded}
     assert check_note(entry) == note
+
+
+def test_a_projects_own_verdict_word_is_recorded_and_shown_in_a_neutral_tone():
+    evidence = Evidence("test::x", {}, None)
+    evidence.record(verdict="unlike-random")
+    assert evidence.values["verdict"] == "unlike-random"
+    cell = Cell("unlike-random", tone="unlike-random")
+    assert cell.markdown().startswith("🔵 **unlike-random**")
+    assert 'class="tone-other"' in cell.html()
+    assert Cell("refuted", tone="refuted").markdown().startswith("🔴")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mechclaims.fixtures.registry import parse_seeds
-from mechclaims.model.config import PRESETS
+from mechclaims.model.config import PRESETS, TransformerConfig
+from mechclaims.model.transformer import Transformer
 
 PLUGIN = ("-p", "mechclaims.fixtures.plugin")
 
@@ -268,3 +269,54 @@ def test_the_model_source_carries_the_chosen_panel(pytester):
     result.stdout.fnmatch_lines(["*PANEL (0, 1, 2, 3, 4, 5, 6, 7, 8, 9) 1000*"])
     result = pytester.runpytest(*PLUGIN, *args)
     result.stdout.fnmatch_lines(["*PANEL (0, 111, 222, 333, 444, 555, 666, 777, 888, 999) 1000*"])
+
+
+def _checkpoint(path, **changes):
+    Transformer(TransformerConfig.preset("tiny-mha").replace(**changes), seed=0).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "message"),
+    [
+        (lambda tmp: str(tmp / "nowhere.npz"), (),
+         "--model-checkpoint: */nowhere.npz does not exist"),
+        (lambda tmp: (tmp / "junk.npz").write_text("junk") and str(tmp / "junk.npz"), (),
+         "--model-checkpoint: */junk.npz: truncated or not an .npz file (no zip archive)"),
+        (lambda tmp: _checkpoint(tmp / "small.npz", vocab_size=8), (),
+         "--model-checkpoint: the designs need 10 tokens; the model's vocabulary has 8"),
+        (lambda tmp: _checkpoint(tmp / "short.npz", n_ctx=3), (),
+         "--model-checkpoint: */short.npz: no claim runs on it: its designs need 4 positions and "
+         "the model has n_ctx=3"),
+        (lambda tmp: _checkpoint(tmp / "fine.npz"), ("--model-preset", "tiny-mha"),
+         "--model-checkpoint and --model-preset do not go together*"),
+    ],
+)  # fmt: skip
+def test_a_bad_checkpoint_is_a_usage_error_before_any_test(pytester, make, extra, message):
+    pytester.makepyfile(test_ran="def test_ran():\n    open('ran', 'w').close()\n")
+    path = make(pytester.path)
+    result = pytester.runpytest(*PLUGIN, "--model-checkpoint", path, *extra)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert not (pytester.path / "ran").exists()
+
+
+def test_a_checkpoint_run_runs_the_checkpoint_tests_and_not_the_presets(pytester):
+    pytester.makepyfile(
+        """
+        def test_of_a_preset(preset):
+            pass
+
+        def test_of_a_checkpoint(checkpoint_model_source, seeds):
+            print("SOURCE", checkpoint_model_source.cfg.d_model, checkpoint_model_source.init_seed)
+
+        def test_of_neither():
+            pass
+        """
+    )
+    path = _checkpoint(pytester.path / "model.npz")
+    result = pytester.runpytest(*PLUGIN, "--model-checkpoint", path, "-s")
+    result.assert_outcomes(passed=2, deselected=len(PRESETS))
+    result.stdout.fnmatch_lines(["*SOURCE 16 0*"])
+    result = pytester.runpytest(*PLUGIN)
+    result.assert_outcomes(passed=len(PRESETS) + 1, deselected=1)
