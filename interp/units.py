@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mechclaims.interp.stats import random_rotation, rotate_units
 from mechclaims.model.hooks import stop_layer_for
 from mechclaims.model.layers import layer_norm_forward
 from mechclaims.model.transformer import Transformer
@@ -27,6 +28,10 @@ class UnitSet:
     hook: str
 
 
+# A unit set wider than this is rotated onto this many random orthonormal directions, not all
+# of them: the rotated null's statistics are medians and rates over directions, which 1024
+# estimate closely; a full rotation of a 3072-wide MLP layer costs a 3072³ QR and GEMM per layer.
+ROTATED_DIRECTIONS = 1024
 SEED_UNITS = UnitSet("L0 resid", "blocks.0.hook_resid_post")  # the seed's "neurons"
 SEED_SEQ_LEN = 4  # the seed's sequence length
 
@@ -55,3 +60,9 @@ def embedding_only(model: Transformer, tokens: np.ndarray) -> np.ndarray:
     stream, _ = model.run_with_cache(tokens, names_filter=(), stop_at_layer=0)  # [n,T,d]
     normalized, _ = layer_norm_forward(stream, None, None, model.cfg.ln_eps)
     return normalized
+
+
+def rotated_basis(acts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The rotated-basis null of a unit set, acts [..., u] -> [..., min(u, ROTATED_DIRECTIONS)]:
+    the same representation read along random orthonormal directions instead of the units."""
+    return rotate_units(acts, random_rotation(acts.shape[-1], rng, ROTATED_DIRECTIONS))

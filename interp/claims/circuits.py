@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from mechclaims.interp.circuits import (
+    PairTally,
     concatenate_partitions,
     count_signed_pairs,
     distinct_sequences,
@@ -17,7 +18,6 @@ from mechclaims.interp.circuits import (
     rotated_correlation,
     strong_pairs,
     strongest_partners,
-    tested_pairs,
     upper_pairs,
 )
 from mechclaims.interp.inputs import all_sequences, distinct_prefix_rows, random_sequences
@@ -31,7 +31,14 @@ from mechclaims.interp.stats import (
     gaussian_features,
     random_rotation,
 )
-from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
+from mechclaims.interp.units import (
+    ROTATED_DIRECTIONS,
+    SEED_SEQ_LEN,
+    SEED_UNITS,
+    activations,
+    embedding_only,
+    unit_sets,
+)
 from mechclaims.interp.verdicts import seed_beyond
 
 SEED_PRINTED_DIMS = np.arange(5)  # the seed printed partners of dimensions 0-4
@@ -90,20 +97,25 @@ def controlled(source: ModelSource, seed: int, thresholds: dict) -> dict:
     rows = {"pos0": slice(0, vocab), "pos3": slice(vocab, None)}
     by_set = activations(model, source.tokens(tokens), unit_sets(model))  # {label: [V+n,L,u]}
     embedding = embedding_only(model, source.tokens(tokens))  # [V+n,L,d]
-    rotations = {label: random_rotation(acts.shape[-1], rng) for label, acts in by_set.items()}
+    rotations = {
+        label: random_rotation(acts.shape[-1], rng, ROTATED_DIRECTIONS)
+        for label, acts in by_set.items()
+    }
 
     result, figure_data = {}, {}
     for name, position in POSITIONS.items():
         n_effective = effective_sample_size(tokens[rows[name], : position + 1])
         features = {label: acts[rows[name], position] for label, acts in by_set.items()}
-        by_source = _source_pairs(features, embedding[rows[name], position], rotations, rng)
+        tallies = {kind: PairTally(n_effective, thresholds["strong_r"], thresholds["fdr"],
+                                   ABS_R_BINS) for kind in SOURCES}  # fmt: skip
+        _tally_sources(tallies, features, embedding[rows[name], position], rotations, rng)
         result[f"{name}_n_effective"] = n_effective
-        for kind, r in by_source.items():
-            pairs = tested_pairs(r, n_effective, thresholds["strong_r"], thresholds["fdr"])
-            result[f"{name}_{kind}_rate"] = pairs.rate
-            result[f"{name}_{kind}_strong"] = int(pairs.strong.sum())
-            result[f"{name}_{kind}_mean_r"] = float(pairs.r.mean())
-            figure_data[f"{name}_{kind}_abs_r"] = np.histogram(np.abs(pairs.r), ABS_R_BINS)[0]
+        for kind, tally in tallies.items():
+            pairs = tally.summary()
+            result[f"{name}_{kind}_rate"] = pairs["rate"]
+            result[f"{name}_{kind}_strong"] = pairs["strong"]
+            result[f"{name}_{kind}_mean_r"] = pairs["mean_r"]
+            figure_data[f"{name}_{kind}_abs_r"] = pairs["abs_r"]
         if name == "pos0":
             seed_units = correlation_matrix(features[SEED_UNITS.label])  # [d,d]
             result.update(_seed_units_tested(seed_units, n_effective, thresholds))
@@ -126,24 +138,19 @@ def controlled(source: ModelSource, seed: int, thresholds: dict) -> dict:
     return {"result": result, "figure_data": figure_data}
 
 
-def _source_pairs(
-    features: dict, embedding: np.ndarray, rotations: dict, rng: np.random.Generator
-) -> dict[str, np.ndarray]:
-    """{source: r of every pair of every unit set} for the network and its three nulls, each
-    null on as many inputs and units as the network; one unit set's matrices in memory at a
-    time (a gpt2-small MLP layer's is 3072 x 3072)."""
-    pairs: dict[str, list] = {source: [] for source in SOURCES}
+def _tally_sources(
+    tallies: dict, features: dict, embedding: np.ndarray, rotations: dict, rng: np.random.Generator
+) -> None:
+    """Every pair of every unit set into each source's tally: the network and its three nulls,
+    each null on as many inputs (and units, but the rotated frame's) as the network; one unit
+    set's matrices in memory at a time (a gpt2-small MLP layer's is 3072 x 3072)."""
     for label, acts in features.items():
         network = correlation_matrix(acts)  # [u,u]
-        pairs["network"].append(upper_pairs(network))
-        rotated = rotated_correlation(network, acts.std(axis=0), rotations[label])  # [u,u]
-        pairs["rotated"].append(upper_pairs(rotated))
-    pairs["embedding"].append(upper_pairs(correlation_matrix(embedding)))
+        tallies["network"].add(network)
+        tallies["rotated"].add(rotated_correlation(network, acts.std(axis=0), rotations[label]))
+    tallies["embedding"].add(correlation_matrix(embedding))
     for acts in features.values():
-        pairs["gaussian"].append(
-            upper_pairs(correlation_matrix(gaussian_features(*acts.shape, rng)))
-        )
-    return {source: np.concatenate(parts) for source, parts in pairs.items()}
+        tallies["gaussian"].add(correlation_matrix(gaussian_features(*acts.shape, rng)))
 
 
 def _seed_units_tested(corr: np.ndarray, n_effective: int, thresholds: dict) -> dict:

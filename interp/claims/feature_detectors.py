@@ -20,10 +20,15 @@ from mechclaims.interp.sources import PANEL_SIZE, ModelSource
 from mechclaims.interp.stats import (
     discovery_split,
     gaussian_features,
-    random_rotation,
-    rotate_units,
 )
-from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
+from mechclaims.interp.units import (
+    SEED_SEQ_LEN,
+    SEED_UNITS,
+    activations,
+    embedding_only,
+    rotated_basis,
+    unit_sets,
+)
 from mechclaims.interp.verdicts import seed_beyond
 
 SEED_DIM = 0  # the dimension the seed ranked sequences by
@@ -69,10 +74,7 @@ def controlled(source: ModelSource, seed: int, thresholds: dict) -> dict:
         "network": network,  # L0 resid first
         "embedding": embedding_only(model, source.tokens(tokens)).max(axis=1),
         "rotated": np.concatenate(
-            [
-                rotate_units(acts, random_rotation(acts.shape[-1], rng)).max(axis=1)
-                for acts in by_set.values()
-            ],
+            [rotated_basis(acts, rng).max(axis=1) for acts in by_set.values()],
             axis=-1,
         ),
         # i.i.d. Gaussian responses on the same sequences: no dependence on any token

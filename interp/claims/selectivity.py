@@ -12,8 +12,15 @@ import numpy as np
 from mechclaims.interp.inputs import balanced_sequences, random_sequences
 from mechclaims.interp.selectivity import seed_selectivity, selectivity_test
 from mechclaims.interp.sources import PANEL_SIZE, ModelSource
-from mechclaims.interp.stats import gaussian_features, random_rotation, rotate_units
-from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
+from mechclaims.interp.stats import gaussian_features
+from mechclaims.interp.units import (
+    SEED_SEQ_LEN,
+    SEED_UNITS,
+    activations,
+    embedding_only,
+    rotated_basis,
+    unit_sets,
+)
 from mechclaims.interp.verdicts import seed_beyond
 
 SEED_PRINTED_DIMS = 10  # the seed's code looked at dimensions 0-9
@@ -71,7 +78,7 @@ def controlled(source: ModelSource, seed: int, thresholds: dict) -> dict:
         "network": network,
         "embedding": embedding_only(model, source.tokens(tokens)),
         "rotated": np.concatenate(
-            [rotate_units(acts, random_rotation(acts.shape[-1], rng)) for acts in by_set.values()],
+            [rotated_basis(acts, rng) for acts in by_set.values()],
             axis=-1,
         ),
         "gaussian": gaussian_features(network[..., 0].size, network.shape[-1], rng).reshape(

@@ -20,10 +20,14 @@ from mechclaims.interp.stats import (
     benjamini_hochberg,
     bh_adjust,
     glass_delta,
-    random_rotation,
-    rotate_units,
 )
-from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only
+from mechclaims.interp.units import (
+    SEED_SEQ_LEN,
+    SEED_UNITS,
+    activations,
+    embedding_only,
+    rotated_basis,
+)
 
 SEED_DIM, SEED_TOKEN, SEED_POSITION = 0, 7, 3  # the seed's hand-picked hypothesis
 HAND_PICKED = (SEED_POSITION, SEED_TOKEN, SEED_DIM)  # index into a family [T, V, d]
@@ -74,7 +78,9 @@ def controlled(source: ModelSource, seed: int, thresholds: dict) -> dict:
     nulls = {
         "embedding": _family_effects(embedding_only(model, source.tokens(tokens)), tokens, rows),
         "rotated": _family_effects(
-            rotate_units(acts, random_rotation(acts.shape[-1], rng)), tokens, rows
+            rotated_basis(acts, rng),
+            tokens,
+            rows,
         ),
     }
     large = thresholds["min_effect"]

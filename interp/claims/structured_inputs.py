@@ -27,10 +27,15 @@ from mechclaims.interp.stats import (
     benjamini_hochberg,
     bh_adjust,
     gaussian_features,
-    random_rotation,
-    rotate_units,
 )
-from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
+from mechclaims.interp.units import (
+    SEED_SEQ_LEN,
+    SEED_UNITS,
+    activations,
+    embedding_only,
+    rotated_basis,
+    unit_sets,
+)
 from mechclaims.interp.verdicts import seed_beyond
 
 SEED_DIM = 0  # the dimension the seed printed
@@ -148,9 +153,7 @@ def _family_selective_units(residuals, sets, design, labelings, rng, thresholds)
     """Share of units whose response (beyond the tokens one by one) over the family members
     differs by family (eta² against the same relabelings of patterns, BH within a source):
     neurons, a rotated basis of each unit set, the embedding and Gaussian features."""
-    rotated = [
-        rotate_units(residuals[s], random_rotation(residuals[s].shape[-1], rng)) for s in sets
-    ]
+    rotated = [rotated_basis(residuals[s], rng) for s in sets]
     per_unit = {
         "network": np.concatenate([residuals[s] for s in sets], axis=-1),  # [n, U]
         "rotated": np.concatenate(rotated, axis=-1),  # [n, U]
