@@ -32,6 +32,7 @@ from mechclaims.interp.claims.sweep import (
     largest_factors,
     main_effects,
     measure,
+    paired_values,
 )
 from mechclaims.interp.claims.sweep import architecture as architecture_config
 from mechclaims.interp.sources import source_for
@@ -116,17 +117,16 @@ def measured_cells(memo, pytestconfig, seeds, thresholds: dict, statistic: str):
     """values [seeds, A] of network - embedding for every architecture measured on every seed,
     those architectures {id: levels}, and the ids of those whose measurement failed (their own
     tests show why; the effects are fitted without them)."""
-    columns, kept, failed = [], {}, []
+    results, kept, failed = [], {}, []
     for architecture_id, levels in cells(sweep_factors(pytestconfig)).items():
-        source = cell_source(pytestconfig, architecture_id, thresholds)
         try:
-            results = [memo(measure, source, seed, thresholds)[statistic] for seed in seeds]
+            source = cell_source(pytestconfig, architecture_id, thresholds)
+            results.append([memo(measure, source, seed, thresholds) for seed in seeds])
         except Exception:  # any failure of one cell: it fails its own tests, not the sweep's
             failed.append(architecture_id)
             continue
-        columns.append([result["network"] - result["embedding"] for result in results])
         kept[architecture_id] = levels
-    return np.array(columns).T, kept, failed
+    return paired_values(results, statistic), kept, failed
 
 
 def contrast(term: str, factors: dict) -> str:
