@@ -6,6 +6,9 @@ it; they assert only what cannot depend on the luck of a seed. The cross-seed te
 reading turns the per-seed outcomes into a verdict (`interp.verdicts`) and asserts, through the
 harness's `judge` (mechclaims.fixtures), that it is the verdict the registry records
 (claims/registry.toml): when the evidence moves, the suite goes red and a person decides.
+
+Two opt-in studies (markers `evolution` and `sweep`, deselected unless -m names them) answer in
+their own words, which their tests decide and `judge_word` holds against the registry.
 """
 
 import pytest

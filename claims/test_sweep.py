@@ -92,10 +92,11 @@ def test_effect_across_seeds(
     effects = main_effects(values, list(kept.values()), factors, rng, thresholds["confidence"],
                            thresholds["n_resamples"])  # fmt: skip
     i = effects.terms.index(factor)
+    beyond = beyond_embedding(values, statistic, thresholds)  # [A] bool
     account = (
         f"{effects.word(factor)}: {contrast(factor, factors)} {effects.value[i]:+.3g} "
         f"[{effects.low[i]:.3g}, {effects.high[i]:.3g}] in network - embedding; "
-        f"architectures: {len(kept)}, {len(seeds)} seeds"
+        f"architectures: {len(kept)} ({beyond.sum()} beyond the embedding), {len(seeds)} seeds"
     )
     if factor == effects.terms[0]:  # one figure and table per statistic
         pair = largest_factors(effects)
@@ -105,10 +106,11 @@ def test_effect_across_seeds(
         evidence.table("main effects and the interaction of the two largest",
                        effects_rows(effects, joint, factors, len(kept)))  # fmt: skip
         evidence.figure("architectures and main effects",
-                        sweep_figure(values, kept, factors, effects, joint, statistic,
+                        sweep_figure(values, kept, factors, effects, joint, beyond, statistic,
                                      thresholds))  # fmt: skip
     judge_word(READING, {"statistic": statistic, "factor": factor}, effects.word(factor),
                account, architectures=len(kept), failed_architectures=failed,
+               architectures_beyond_embedding=int(beyond.sum()),
                effect=effects.value[i], effect_low=effects.low[i],
                effect_high=effects.high[i])  # fmt: skip
 
@@ -127,6 +129,14 @@ def measured_cells(memo, pytestconfig, seeds, thresholds: dict, statistic: str):
             continue
         kept[architecture_id] = levels
     return paired_values(results, statistic), kept, failed
+
+
+def beyond_embedding(values: np.ndarray, statistic: str, thresholds: dict) -> np.ndarray:
+    """[A] whether each architecture's network - embedding [seeds] is beyond the embedding by
+    the measured claim's margin (its margin rule across seeds)."""
+    margin = measured_thresholds(thresholds, statistic)["margin_embedding"]
+    return np.array([margin_verdict(column, margin, thresholds["confidence"]).verdict
+                     == "supported" for column in values.T])  # fmt: skip
 
 
 def contrast(term: str, factors: dict) -> str:
@@ -150,7 +160,7 @@ def effects_rows(effects, joint, factors: dict, architectures: int) -> list[dict
     return rows
 
 
-def sweep_figure(values, kept: dict, factors: dict, effects, joint, statistic: str,
+def sweep_figure(values, kept: dict, factors: dict, effects, joint, beyond, statistic: str,
                  thresholds: dict):  # fmt: skip
     """Left: every architecture's mean network - embedding over seeds (rows: the first half of
     the factors' levels, columns: the rest), a dot where the margin rule puts it beyond the
@@ -162,15 +172,15 @@ def sweep_figure(values, kept: dict, factors: dict, effects, joint, statistic: s
     column_keys = list(itertools.product(*(factors[field] for field in columns_of)))
     grid = np.full((len(row_keys), len(column_keys)), np.nan)
     margin = measured_thresholds(thresholds, statistic)["margin_embedding"]
-    for value, cell in zip(values.T, kept.values(), strict=True):
+    for value, cell, above in zip(values.T, kept.values(), beyond, strict=True):
         r = row_keys.index(tuple(cell[f] for f in rows_of))
         c = column_keys.index(tuple(cell[f] for f in columns_of))
         grid[r, c] = value.mean()
-        if margin_verdict(value, margin, thresholds["confidence"]).verdict == "supported":
+        if above:
             ax_map.plot(c, r, "o", color="black", markersize=3)
     limit = np.nanmax(np.abs(grid))
     image = ax_map.imshow(grid, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
-    figure.colorbar(image, ax=ax_map, label=f"network - embedding ({UNITS[statistic]})")
+    figure.colorbar(image, ax=ax_map, label=f"network - embedding\n({UNITS[statistic]})")
     ax_map.set_yticks(range(len(row_keys)), ["/".join(map(str, key)) for key in row_keys],
                       fontsize=6)  # fmt: skip
     ax_map.set_xticks(range(len(column_keys)), ["/".join(map(str, key)) for key in column_keys],
@@ -188,8 +198,8 @@ def sweep_figure(values, kept: dict, factors: dict, effects, joint, statistic: s
                         color=network.colour, capsize=3)  # fmt: skip
     ax_effects.axvline(0.0, color="black", linewidth=0.6)
     ax_effects.set_yticks(positions, terms, fontsize=7)
-    ax_effects.set_xlabel(f"effect on network - embedding ({UNITS[statistic]})")
-    ax_effects.set_title(f"main effects and interaction, {thresholds['confidence']:.0%} "
+    ax_effects.set_xlabel(f"effect on network - embedding\n({UNITS[statistic]})")
+    ax_effects.set_title(f"main effects and interaction\n{thresholds['confidence']:.0%} "
                          "bootstrap intervals over seeds", fontsize=9)  # fmt: skip
     ax_effects.grid(axis="x", alpha=0.3)
     return figure

@@ -3,8 +3,10 @@
 Claim 6 compares a model before and after training. Here each (source, seed) model is trained
 on the `patterns` task (claim 6's task and budget) with a snapshot every `snapshot_every` steps
 (the trainer's snapshots, step 0 included); at every snapshot each measured claim's network
-statistic and the embedding alone's (`measured.beyond_embedding`), and the held-out task
-accuracy.
+statistic and the embedding alone's (`measured.beyond_embedding`), and the task accuracy: on
+held-out problems, and on every member of the structured families (claim 6's measure of whether
+training taught the task: the held-out split of `patterns` holds the few ascending and
+repeating sequences whose hash falls into it, so random and alternating ones dominate it).
 
 The property a claim is about is its structure beyond the embedding: the difference
 network - embedding at the same step (the embedding trains too). Whether training makes it
@@ -24,9 +26,11 @@ import numpy as np
 
 from mechclaims.interp.claims.measured import CLAIMS, beyond_embedding
 from mechclaims.interp.claims.persistence import TASK
-from mechclaims.interp.sources import ModelSource
+from mechclaims.interp.inputs import family_sequences
+from mechclaims.interp.persistence import family_accuracy
+from mechclaims.interp.sources import PANEL_SIZE, ModelSource
 from mechclaims.interp.verdicts import margin_verdict
-from mechclaims.model.tasks import get_task
+from mechclaims.model.tasks import PATTERN_FAMILIES, get_task
 from mechclaims.model.train import TrainSettings, evaluate, train
 from mechclaims.model.transformer import Transformer
 
@@ -39,8 +43,9 @@ WORDS = ("emerges", "persists", "fades", "inconclusive")
 def trajectory(source: ModelSource, seed: int, thresholds: dict) -> dict:
     """Train the model of (source, seed) on the task with snapshots; measure every snapshot.
 
-    {"steps": [S], "accuracy": [S] held-out next-token accuracy, "<claim>": {"network": [S],
-    "embedding": [S]} for each of STATISTICS}."""
+    {"steps": [S], "accuracy": [S] next-token accuracy on held-out problems,
+    "structured_accuracy": [S] mean next-token accuracy over the structured families' members,
+    "<claim>": {"network": [S], "embedding": [S]} for each of STATISTICS}."""
     task = get_task(TASK).on_tokens(source.panel)
     settings = TrainSettings(
         steps=thresholds["train_steps"],
@@ -51,6 +56,11 @@ def trajectory(source: ModelSource, seed: int, thresholds: dict) -> dict:
         snapshot_every=thresholds["snapshot_every"],
         seed=seed,
     )
+    families = {
+        name: source.tokens(members)
+        for name, members in family_sequences(PANEL_SIZE, task.seq_len).items()
+        if name in PATTERN_FAMILIES
+    }  # the structured families of the task, as claim 6 measures them
     steps, measured = [], []
     with tempfile.TemporaryDirectory() as directory:
 
@@ -60,10 +70,12 @@ def trajectory(source: ModelSource, seed: int, thresholds: dict) -> dict:
 
         result = train(source.model(seed), task, settings, snapshot_path=snapshot_path)
         for path in result.snapshots:
-            measured.append(snapshot(Transformer.load(path), source, seed, thresholds, task))
+            model = Transformer.load(path)
+            measured.append(snapshot(model, source, seed, thresholds, task, families))
     return {
         "steps": np.array(steps),
-        "accuracy": np.array([entry["accuracy"] for entry in measured]),
+        **{name: np.array([entry[name] for entry in measured])
+           for name in ("accuracy", "structured_accuracy")},
         **{
             claim: {side: np.array([entry[claim][side] for entry in measured])
                     for side in ("network", "embedding")}
@@ -72,10 +84,13 @@ def trajectory(source: ModelSource, seed: int, thresholds: dict) -> dict:
     }  # fmt: skip
 
 
-def snapshot(model: Transformer, source: ModelSource, seed: int, thresholds: dict, task) -> dict:
-    """One snapshot's measurements: each claim's statistics and the held-out accuracy."""
+def snapshot(
+    model: Transformer, source: ModelSource, seed: int, thresholds: dict, task, families: dict
+) -> dict:
+    """One snapshot's measurements: each claim's statistics and the task accuracies."""
     return {
         "accuracy": evaluate(model, task, thresholds["eval_size"], seed)["accuracy"],
+        "structured_accuracy": float(np.mean(list(family_accuracy(model, families).values()))),
         **{claim: beyond_embedding(claim, model, source, seed, thresholds) for claim in STATISTICS},
     }
 

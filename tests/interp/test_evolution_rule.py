@@ -136,7 +136,8 @@ def test_a_trajectory_is_measured_at_every_snapshot_and_starts_at_the_claims_own
     assert result["circuits"]["network"][0] == init["pos3_network_rate"]
     moved = [result[claim]["network"][-1] != result[claim]["network"][0] for claim in STATISTICS]
     assert any(moved)  # training changed the model
-    assert np.all((result["accuracy"] >= 0) & (result["accuracy"] <= 1))
+    for name in ("accuracy", "structured_accuracy"):
+        assert np.all((result[name] >= 0) & (result[name] <= 1))
 
 
 def test_measured_thresholds_are_a_claims_own_names():
