@@ -40,6 +40,7 @@ from mechclaims.interp.units import (
     unit_sets,
 )
 from mechclaims.interp.verdicts import seed_beyond
+from mechclaims.model.transformer import Transformer
 
 SEED_PRINTED_DIMS = np.arange(5)  # the seed printed partners of dimensions 0-4
 SEED_CIRCUIT_UNITS = 32  # the seed's `flatten()[:min(32, d_model)]`: position 0, dims 0-31
@@ -87,7 +88,11 @@ def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
 def controlled(source: ModelSource, seed: int, thresholds: dict) -> dict:
     """Strong-pair rates of the network and its nulls at positions 0 and 3; opposing pairs'
     partition of held-out inputs at position 3."""
-    model = source.model(seed)
+    return controlled_on(source.model(seed), source, seed, thresholds)
+
+
+def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds: dict) -> dict:
+    """`controlled` on a given model of the source (e.g. a snapshot of its training)."""
     rng = np.random.default_rng([seed, 4, 1])
     vocab = PANEL_SIZE
     first_rows = distinct_prefix_rows(vocab, SEED_SEQ_LEN, 0)

@@ -30,6 +30,7 @@ from mechclaims.interp.units import (
     unit_sets,
 )
 from mechclaims.interp.verdicts import seed_beyond
+from mechclaims.model.transformer import Transformer
 
 SEED_DIM = 0  # the dimension the seed ranked sequences by
 CONTEXT = SEED_SEQ_LEN  # positions the designs need
@@ -64,7 +65,11 @@ def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
 
 def controlled(source: ModelSource, seed: int, thresholds: dict) -> dict:
     """Confirmed detectors and held-out effects of the network's units and of three nulls."""
-    model = source.model(seed)
+    return controlled_on(source.model(seed), source, seed, thresholds)
+
+
+def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds: dict) -> dict:
+    """`controlled` on a given model of the source (e.g. a snapshot of its training)."""
     rng = np.random.default_rng([seed, 1, 1])
     tokens = balanced_sequences(rng, thresholds["n_sequences"], PANEL_SIZE, SEED_SEQ_LEN)
     split = discovery_split(len(tokens), thresholds["discovery_fraction"], rng)

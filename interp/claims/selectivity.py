@@ -22,6 +22,7 @@ from mechclaims.interp.units import (
     unit_sets,
 )
 from mechclaims.interp.verdicts import seed_beyond
+from mechclaims.model.transformer import Transformer
 
 SEED_PRINTED_DIMS = 10  # the seed's code looked at dimensions 0-9
 SEED_SAMPLES = 500
@@ -69,7 +70,11 @@ def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
 
 def controlled(source: ModelSource, seed: int, thresholds: dict) -> dict:
     """Selectivity of the network's units and of the three nulls on one balanced design."""
-    model = source.model(seed)
+    return controlled_on(source.model(seed), source, seed, thresholds)
+
+
+def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds: dict) -> dict:
+    """`controlled` on a given model of the source (e.g. a snapshot of its training)."""
     rng = np.random.default_rng([seed, 3, 1])
     tokens = balanced_sequences(rng, thresholds["n_sequences"], PANEL_SIZE, SEED_SEQ_LEN)
     by_set = activations(model, source.tokens(tokens), unit_sets(model))  # {label: [n,T,u]}

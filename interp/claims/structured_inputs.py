@@ -37,6 +37,7 @@ from mechclaims.interp.units import (
     unit_sets,
 )
 from mechclaims.interp.verdicts import seed_beyond
+from mechclaims.model.transformer import Transformer
 
 SEED_DIM = 0  # the dimension the seed printed
 NULL_SOURCES = ("embedding", "gaussian")  # the nulls of the agreement and decoder tests
@@ -82,7 +83,11 @@ def controlled(source: ModelSource, seed: int, thresholds: dict) -> dict:
     """Agreement within the seed's families and a held-out family decoder, against random
     relations, per unit set and per null; the per-unit share of family-selective units against a
     rotated basis."""
-    model = source.model(seed)
+    return controlled_on(source.model(seed), source, seed, thresholds)
+
+
+def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds: dict) -> dict:
+    """`controlled` on a given model of the source (e.g. a snapshot of its training)."""
     rng = np.random.default_rng([seed, 5, 1])
     design = family_design(PANEL_SIZE, SEED_SEQ_LEN, thresholds["n_random_patterns"],
                            thresholds["discovery_fraction"], rng)  # fmt: skip

@@ -174,8 +174,10 @@ def test_the_registry_describes_its_claims_to_the_evidence_report(pytester):
             {"id": "seed-protocol", "name": "seed protocol",
              "supported": "reproduce as the seed measured them"},
             {"id": "controlled", "name": "controlled", "supported": "survive their nulls"},
+            {"id": "evolution", "name": "evolution", "supported": "emerge through training"},
+            {"id": "sweep", "name": "sweep", "supported": "are raised by an architectural factor"},
         ],
-        "groups": {"preset": ["tiny-mha"]},
+        "groups": {"preset": ["tiny-mha"], "statistic": ["tiny"]},
         "claims": [
             {"id": "tiny", "title": "1. Tiny", "statement": "a tiny claim",
              "readings": {"controlled": "every seed, against a null"},
