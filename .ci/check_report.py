@@ -2,10 +2,12 @@
 
     python .ci/check_report.py reports/default reports/latest
 
-Fails (exit 1) if any group's verdict or pass rate, any test's outcome or verdict changed, or a
-test came or went. Values may move in their last digits between machines (OpenBLAS chooses its
-kernels by CPU, and training amplifies the differences), so changed values are counted, not
-failed: on the machine that made the committed report the files are byte-identical.
+Fails (exit 1) if any verdict of the matrix, any group's verdict or pass rate, any test's
+outcome or verdict changed, or a test came or went. Values may move in their last digits
+between machines (OpenBLAS chooses its kernels by CPU, and training amplifies the
+differences), so changed values are counted, not failed: on the machine that made the
+committed report the files are byte-identical. Fails too if the fresh index.md outgrew what a
+reader takes in (MAX_INDEX_BYTES): per-seed values belong in claims.csv and results.json.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 from mechclaims.evidence.collector import comparison_lines
 from mechclaims.evidence.compare import compare_results
 
-CONCLUSIONS = ("verdicts", "outcomes", "added", "removed")
+CONCLUSIONS = ("decisions", "verdicts", "outcomes", "added", "removed")
+MAX_INDEX_BYTES = 150_000
 
 
 def main(committed: Path, fresh: Path) -> int:
@@ -25,6 +28,11 @@ def main(committed: Path, fresh: Path) -> int:
     comparison = compare_results(earlier, now, str(committed))
     for line in comparison_lines(comparison):
         print(line)
+    size = (fresh / "index.md").stat().st_size
+    if size > MAX_INDEX_BYTES:
+        print(f"CI: {fresh / 'index.md'} has {size} bytes, more than {MAX_INDEX_BYTES}: per-seed "
+              "detail belongs in claims.csv and results.json.", file=sys.stderr)  # fmt: skip
+        return 1
     moved = [key for key in CONCLUSIONS if comparison[key]]
     if moved:
         print(f"CI: the evidence's conclusions moved ({', '.join(moved)}); regenerate "

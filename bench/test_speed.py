@@ -7,6 +7,8 @@ with the same timer, on the same inputs, and checks the issue's target ratio:
     forward, full cache, seed workload (seed-minigpt, 1000 x 4)      faster than PyTorch
     forward, full cache, mid-size model (32 x 64 tokens, float32)     within 1.2x of PyTorch
     loss_and_grads, mid-size model                                    within 1.5x of PyTorch
+    forward, gpt2-small (float32, 8 x 128 tokens), logits only       within 1.1x of PyTorch
+    ... the same with every hook_resid_post cached                    within 1.1x of PyTorch
 
 Both sides run on one thread (the root conftest limits BLAS to one; PyTorch is set to match),
 with freed memory reused (`model.memory`, process-wide, so PyTorch gets it too), and they are
@@ -33,8 +35,15 @@ MID_SIZE = TransformerConfig.preset("gpt2-style").replace(
 WORKLOADS = {
     "seed": (TransformerConfig.preset("seed-minigpt"), 1000, 4),
     "mid-size": (MID_SIZE, 32, 64),
+    "gpt2-small": (TransformerConfig.preset("gpt2-small"), 8, 128),
 }
-TARGETS = {("forward", "seed"): 1.0, ("forward", "mid-size"): 1.2, ("train", "mid-size"): 1.5}
+TARGETS = {
+    ("forward", "seed"): 1.0,
+    ("forward", "mid-size"): 1.2,
+    ("train", "mid-size"): 1.5,
+    ("forward logits", "gpt2-small"): 1.1,
+    ("forward resid_post", "gpt2-small"): 1.1,
+}
 
 
 def _interleaved_medians(ours, theirs, rounds: int) -> tuple[float, float]:
@@ -95,3 +104,35 @@ def test_training_step(benchmark):
 
     _check_target(benchmark, "train", "mid-size", lambda: model.loss_and_grads(tokens, targets),
                   torch_step, 10)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def gpt2_small():
+    """gpt2-small (163M float32 parameters) on both sides: built once, 10 s."""
+    cfg, model, tokens = _setup("gpt2-small")
+    return cfg, model, tokens, torch_twin.torch_params(model.params), torch.tensor(tokens)
+
+
+@pytest.mark.parametrize("output", ["logits", "resid_post"])
+def test_gpt2_small_forward(benchmark, gpt2_small, output):
+    """The logits alone, or with every block's hook_resid_post cached (and returned by both)."""
+    cfg, model, tokens, params, torch_tokens = gpt2_small
+    resid_posts = [f"blocks.{layer}.hook_resid_post" for layer in range(cfg.n_layers)]
+
+    def ours():
+        if output == "logits":
+            return model(tokens), []
+        logits, cache = model.run_with_cache(tokens, names_filter=resid_posts)
+        return logits, [cache[name] for name in resid_posts]
+
+    def theirs():
+        kept = [] if output == "resid_post" else None
+        with torch.no_grad():
+            return torch_twin.forward(cfg, params, torch_tokens, kept), kept or []
+
+    (logits, kept), (torch_logits, torch_kept) = ours(), theirs()
+    assert len(kept) == len(torch_kept) == (0 if output == "logits" else cfg.n_layers)
+    for mine, twin in [(logits, torch_logits), *zip(kept, torch_kept, strict=True)]:
+        scale = np.abs(mine).max()
+        np.testing.assert_allclose(twin.numpy(), mine, rtol=1e-3, atol=1e-4 * scale)
+    _check_target(benchmark, f"forward {output}", "gpt2-small", ours, theirs, rounds=5)

@@ -15,6 +15,12 @@ import torch.nn.functional as F
 from mechclaims.model.config import TransformerConfig
 from mechclaims.model.layers import sinusoidal_table
 
+ACTIVATIONS = {
+    "relu": torch.relu,
+    "gelu": F.gelu,  # exact, erf
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+}
+
 
 def torch_params(params: dict[str, np.ndarray], requires_grad: bool = False) -> dict:
     return {
@@ -22,8 +28,11 @@ def torch_params(params: dict[str, np.ndarray], requires_grad: bool = False) -> 
     }
 
 
-def forward(cfg: TransformerConfig, params: dict, tokens: torch.Tensor) -> torch.Tensor:
-    """Logits [B,T,V]; the activations a full cache would hold are all computed on the way."""
+def forward(
+    cfg: TransformerConfig, params: dict, tokens: torch.Tensor, resid_posts: list | None = None
+) -> torch.Tensor:
+    """Logits [B,T,V]; the activations a full cache would hold are all computed on the way.
+    `resid_posts`, if given, receives each block's output (a cache of every hook_resid_post)."""
     n_pos = tokens.shape[1]
     if cfg.pos_embed == "learned":
         pos = params["pos_embed.W_pos"][:n_pos]
@@ -33,6 +42,8 @@ def forward(cfg: TransformerConfig, params: dict, tokens: torch.Tensor) -> torch
     mask = torch.triu(torch.full((n_pos, n_pos), -math.inf, dtype=x.dtype), 1)
     for layer in range(cfg.n_layers):
         x = _block(cfg, params, f"blocks.{layer}", x, mask)
+        if resid_posts is not None:
+            resid_posts.append(x)
     if cfg.final_ln:
         x = _norm(cfg, params, "ln_final", x)
     logits = x @ params["unembed.W_U"]
@@ -80,5 +91,5 @@ def _attention(cfg, params, block, x, mask):
 def _mlp(cfg, params, block, x):
     m = f"{block}.mlp"
     pre = x @ params[f"{m}.W_in"] + params[f"{m}.b_in"]
-    post = torch.relu(pre) if cfg.act_fn == "relu" else F.gelu(pre, approximate="tanh")
+    post = ACTIVATIONS[cfg.act_fn](pre)
     return post @ params[f"{m}.W_out"] + params[f"{m}.b_out"]

@@ -10,11 +10,13 @@ about 30% of the time, which is recorded beside it.
 Controlled: every unit (MLP neurons and residual dimensions after every block), the same response
 (max over positions) on a balanced design split into discovery and held-out halves. Each unit's
 feature is picked on discovery (largest Cohen's d) and confirmed on held-out (Cohen's d, a
-permutation p-value, BH across units). The claim as the seed meant it holds on a seed when the
-network has more confirmed detectors than i.i.d. Gaussian responses on the same inputs (beyond
-chance) and its units' held-out effects exceed those of the embedding alone, LN(W_E[x] + W_pos)
-(beyond passing the embedding through). A random rotation of each unit set is reported beside
-them: are neurons more detector-like than any direction?
+permutation p-value, BH across units). The claim as the seed meant it holds when, across seeds,
+the network has more confirmed detectors than i.i.d. Gaussian responses on the same inputs
+(beyond chance) and its units' held-out effects exceed those of the embedding alone,
+LN(W_E[x] + W_pos) (beyond passing the embedding through), each by more than the registry's
+margin (the paired differences' interval across seeds: `mechclaims.interp.verdicts`). A random
+rotation of each unit set is reported beside them: are neurons more detector-like than any
+direction?
 """
 
 from __future__ import annotations
@@ -23,8 +25,15 @@ import numpy as np
 import pytest
 from matplotlib.ticker import MaxNLocator
 
-from claim_plots import across_seeds, new_figure, sources_across_seeds
+from claim_plots import (
+    across_seeds,
+    beyond_nulls_figure,
+    new_figure,
+    source_style,
+    sources_across_seeds,
+)
 from mechclaims.interp.claims.feature_detectors import (
+    BEYOND,
     SEED_DIM,
     SOURCES,
     chance_of_shared_top_feature,
@@ -32,6 +41,7 @@ from mechclaims.interp.claims.feature_detectors import (
     seed_protocol,
 )
 from mechclaims.interp.units import SEED_UNITS
+from mechclaims.interp.verdicts import paired_differences
 
 CLAIM = "feature-detectors"
 STATEMENT = (
@@ -44,13 +54,13 @@ MEASURES = {
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
-def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
-    seed_result = memo(seed_protocol, model_config, seed, thresholds)
+def test_seed_protocol(evidence, memo, model_source, seed, thresholds):
+    seed_result = memo(seed_protocol, model_source, seed, thresholds)
     holds = seed_result["shared_count"] >= thresholds["seed_min_shared"]
     evidence.record(
         statistic=seed_result["shared_count"],
         threshold=thresholds["seed_min_shared"],
-        chance_rate=chance_of_shared_top_feature(model_config, thresholds),
+        chance_rate=chance_of_shared_top_feature(thresholds),
         verdict="supported" if holds else "refuted",
         **{key: value for key, value in seed_result.items() if key != "responses"},
     )
@@ -60,8 +70,8 @@ def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
-def test_controlled(evidence, memo, model_config, seed, thresholds):
-    controlled_result = memo(controlled, model_config, seed, thresholds)
+def test_controlled(evidence, memo, model_source, seed, thresholds):
+    controlled_result = memo(controlled, model_source, seed, thresholds)
     evidence.record(
         statistic=controlled_result["network_median_holdout_d"],
         null_value=controlled_result["embedding_median_holdout_d"],
@@ -74,11 +84,11 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
-def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(seed_protocol, model_config, seed, thresholds) for seed in seeds]
+def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
     counts = np.array([result["shared_count"] for result in results])
     holds = counts >= thresholds["seed_min_shared"]
-    chance = chance_of_shared_top_feature(model_config, thresholds)
+    chance = chance_of_shared_top_feature(thresholds)
     evidence.record(chance_rate=chance, observed_rate=float(holds.mean()))
     figure, (ax_top, ax_counts) = new_figure(2)
     _plot_top_sequences(ax_top, results[0], seeds[0])
@@ -87,7 +97,7 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, 
     ax_counts.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax_counts.set_title(f"holds on {holds.sum()}/{len(seeds)} seeds; by chance {chance:.0%}",
                         fontsize=9)  # fmt: skip
-    evidence.figure("seed protocol", figure)
+    evidence.figure("top-5 printout and shared features per seed", figure)
     judge(CLAIM, "seed-protocol", holds)
 
 
@@ -95,7 +105,7 @@ def _plot_top_sequences(ax, result: dict, seed: int) -> None:
     """The seed's view: dim 0's responses, the top sequences marked and printed."""
     ax.hist(result["responses"], bins=40, color="#bbbbbb", label="1,000 random sequences")
     for value in result["top_activations"]:
-        ax.axvline(value, color="crimson", linewidth=0.8)
+        ax.axvline(value, color=source_style("network")["color"], linewidth=0.8)
     listing = "\n".join(
         f"{sequence}  {value:.2f}"
         for sequence, value in zip(result["top_sequences"], result["top_activations"], strict=True)
@@ -110,16 +120,16 @@ def _plot_top_sequences(ax, result: dict, seed: int) -> None:
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
-def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
+def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    results = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
     figure, (ax_effect, ax_fraction) = new_figure(2)
     sources_across_seeds(
         ax_effect,
         {name: [r[f"{name}_median_holdout_d"] for r in results] for name in SOURCES},
-        "median held-out Cohen's d",
+        "median held-out Cohen's d (SD units)",
+        threshold=thresholds["min_effect"],
     )
     ax_effect.set_title("effect of each unit's feature, confirmed on held-out", fontsize=9)
-    ax_effect.axhline(thresholds["min_effect"], color="crimson", linestyle="--", linewidth=1)
     sources_across_seeds(
         ax_fraction,
         {name: [r[f"{name}_confirmed_fraction"] for r in results] for name in SOURCES},
@@ -127,5 +137,9 @@ def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thr
     )
     ax_fraction.set_title(f"confirmed detectors (BH, held-out d >= {thresholds['min_effect']})",
                           fontsize=9)  # fmt: skip
-    evidence.figure("model against nulls", figure)
-    judge(CLAIM, "controlled", [result["holds"] for result in results])
+    evidence.figure("held-out effects and confirmed detectors against nulls", figure)
+    differences = paired_differences(results, BEYOND)
+    units = {"gaussian": "share of units", "embedding": "median Cohen's d"}
+    evidence.figure("beyond the nulls (margin rule)",
+                    beyond_nulls_figure(differences, thresholds, units))  # fmt: skip
+    judge(CLAIM, "controlled", differences=differences)

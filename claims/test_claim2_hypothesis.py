@@ -20,8 +20,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from claim_plots import SOURCE_COLOURS, across_seeds, new_figure
+from claim_plots import SOURCE_COLOURS, across_seeds, new_figure, source_style, threshold_line
 from mechclaims.interp.claims.specific_hypothesis import FAMILY_ARRAYS, controlled, seed_protocol
+from mechclaims.interp.sources import PANEL_SIZE
 from mechclaims.interp.stats import (
     cross_correlation,
 )
@@ -36,8 +37,8 @@ MEASURES = {
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
-def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
-    seed_result = memo(seed_protocol, model_config, seed, thresholds)
+def test_seed_protocol(evidence, memo, model_source, seed, thresholds):
+    seed_result = memo(seed_protocol, model_source, seed, thresholds)
     holds = seed_result["effect"] >= thresholds["min_effect"]
     evidence.record(
         statistic=seed_result["effect"],
@@ -50,8 +51,8 @@ def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
-def test_controlled(evidence, memo, model_config, seed, thresholds):
-    result = memo(controlled, model_config, seed, thresholds)
+def test_controlled(evidence, memo, model_source, seed, thresholds):
+    result = memo(controlled, model_source, seed, thresholds)
     evidence.record(
         statistic=result["effect"],
         threshold=thresholds["min_effect"],
@@ -65,25 +66,25 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
     )
     assert result["effect_low"] <= result["effect"] <= result["effect_high"]
     assert 0.0 < result["p_value"] <= 1.0
-    assert result["family_size"] == SEED_SEQ_LEN * model_config.vocab_size * model_config.d_model
+    assert result["family_size"] == SEED_SEQ_LEN * PANEL_SIZE * model_source.cfg.d_model
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
-def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    effects = np.array([memo(seed_protocol, model_config, s, thresholds)["effect"] for s in seeds])
+def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    effects = np.array([memo(seed_protocol, model_source, s, thresholds)["effect"] for s in seeds])
     holds = effects >= thresholds["min_effect"]
     figure, (ax,) = new_figure(1, width=6.0)
     across_seeds(ax, effects, seeds, thresholds["min_effect"], "Glass's delta (the seed's effect)")
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_title(f"dim 0, token 7 at position 3, 100 vs 100 sequences; holds on "
                  f"{holds.sum()}/{len(seeds)} seeds", fontsize=9)  # fmt: skip
-    evidence.figure("seed protocol", figure)
+    evidence.figure("the seed's effect of token 7 at position 3 per seed", figure)
     judge(CLAIM, "seed-protocol", holds)
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
-def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
+def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    results = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
     by_key = {key: np.array([r[key] for r in results]) for key in results[0] if
               key not in FAMILY_ARRAYS}  # fmt: skip
     correlation = (
@@ -108,7 +109,13 @@ def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thr
 
 def _plot_effects(ax, by_key: dict, seeds, threshold: float) -> None:
     """The effect per seed with its interval; filled where it survives BH in its family."""
-    across_seeds(ax, by_key["effect"], seeds, threshold, "effect of token 7 at position 3 on dim 0")
+    across_seeds(
+        ax,
+        by_key["effect"],
+        seeds,
+        threshold,
+        "effect of token 7 at position 3 on dim 0 (Glass's delta)",
+    )
     effect = by_key["effect"]
     error = [effect - by_key["effect_low"], by_key["effect_high"] - effect]
     colour = SOURCE_COLOURS["network"]
@@ -124,13 +131,13 @@ def _plot_effects(ax, by_key: dict, seeds, threshold: float) -> None:
 
 def _plot_against_embedding(ax, by_key: dict, correlation) -> None:
     """Network's effect against the embedding alone's, one dot per seed."""
-    ax.scatter(by_key["embedding_effect"], by_key["effect"], s=18,
-               color=SOURCE_COLOURS["network"], zorder=3)  # fmt: skip
+    ax.scatter(by_key["embedding_effect"], by_key["effect"], s=18, zorder=3,
+               **source_style("network"))  # fmt: skip
     limits = np.array([ax.get_xlim(), ax.get_ylim()])
     span = [limits.min(), limits.max()]
     ax.plot(span, span, color="grey", linestyle=":", linewidth=1, label="network = embedding")
-    ax.set_xlabel("effect in the embedding alone LN(W_E[x] + W_pos)")
-    ax.set_ylabel("effect in the network (dim 0 after block 0)")
+    ax.set_xlabel("effect in the embedding alone LN(W_E[x] + W_pos) (Glass's delta)")
+    ax.set_ylabel("effect in the network, dim 0 after block 0 (Glass's delta)")
     where = "" if correlation is None else f"r = {correlation:.2f} across seeds"
     ax.set_title(f"is it just the embedding? {where}", fontsize=9)
     ax.legend(fontsize=7, loc="best")
@@ -149,8 +156,8 @@ def _plot_family(ax, result: dict, seed: int, threshold: float) -> None:
     ax.hist(result["rotated_family_effects"], bins=bins, histtype="step",
             color=SOURCE_COLOURS["rotated"], label="rotated basis")  # fmt: skip
     ax.axvline(result["effect"], color="black", linewidth=1.5, label="dim 0, token 7, position 3")
-    ax.axvline(threshold, color="crimson", linestyle="--", linewidth=1, label="threshold")
-    ax.set_xlabel(f"effect (seed {seed}, {result['family_size']} candidates)")
+    threshold_line(ax, threshold, vertical=True)
+    ax.set_xlabel(f"effect, Glass's delta (seed {seed}, {result['family_size']} candidates)")
     ax.set_ylabel("candidates")
     ax.set_title(f"the family the hypothesis was picked from; q = {result['q_value']:.3f}",
                  fontsize=9)  # fmt: skip

@@ -8,12 +8,13 @@ token-selective if the std of its 10 per-token means (pooled over positions) did
 Controlled: every unit (MLP neurons and residual dimensions after every block) on a balanced
 design; the share of its variance explained by the current token and by the position (eta²),
 with permutation p-values that keep the other factor, Benjamini-Hochberg across units and both
-tests. The claim as the seed meant it (the network holds interpretable units) holds on a seed
-when the units are selective beyond chance (more selective units than i.i.d. Gaussian features
+tests. The claim as the seed meant it (the network holds interpretable units) holds when, across
+seeds, the units are selective beyond chance (more selective units than i.i.d. Gaussian features
 on the same inputs) and beyond the embedding (the token and position explain more of a unit's
-variance than they explain of the embedding alone, LN(W_E[x] + W_pos)). A random rotation of
-each unit basis is reported beside them: is selectivity a property of neurons or of any
-direction?
+variance than they explain of the embedding alone, LN(W_E[x] + W_pos)), each by more than the
+registry's margin (the paired differences' interval across seeds: `mechclaims.interp.verdicts`).
+A random rotation of each unit basis is reported beside them: is selectivity a property of
+neurons or of any direction?
 """
 
 from __future__ import annotations
@@ -21,8 +22,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from claim_plots import across_seeds, new_figure, sources_across_seeds
-from mechclaims.interp.claims.selectivity import SEED_PRINTED_DIMS, controlled, seed_protocol
+from claim_plots import (
+    across_seeds,
+    beyond_nulls_figure,
+    new_figure,
+    sources_across_seeds,
+    threshold_line,
+)
+from mechclaims.interp.claims.selectivity import (
+    BEYOND,
+    SEED_PRINTED_DIMS,
+    controlled,
+    seed_protocol,
+)
+from mechclaims.interp.verdicts import paired_differences
 
 CLAIM = "selectivity"
 STATEMENT = "A random transformer holds many token- and position-selective units."
@@ -33,23 +46,23 @@ MEASURES = {
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
-def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
-    seed_result = memo(seed_protocol, model_config, seed, thresholds)
-    holds = seed_result["selective_dims_all"] >= thresholds["seed_min_count"]
+def test_seed_protocol(evidence, memo, model_source, seed, thresholds):
+    seed_result = memo(seed_protocol, model_source, seed, thresholds)
+    holds = seed_result["seed_count"] >= thresholds["seed_min_count"]
     evidence.record(
-        statistic=seed_result["selective_dims_all"],
+        statistic=seed_result["seed_count"],
         threshold=thresholds["seed_min_count"],
         verdict="supported" if holds else "refuted",
-        **seed_result,
+        **{key: value for key, value in seed_result.items() if key != "seed_count"},
     )
-    assert 0 <= seed_result["selective_dims_0_9"] <= SEED_PRINTED_DIMS
+    assert 0 <= seed_result["seed_count"] <= 2 * SEED_PRINTED_DIMS
     assert np.all(np.isfinite(seed_result["position_std_dims_0_9"]))
     assert np.all(np.isfinite(seed_result["token_std_dims_0_9"]))
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
-def test_controlled(evidence, memo, model_config, seed, thresholds):
-    controlled_result = memo(controlled, model_config, seed, thresholds)
+def test_controlled(evidence, memo, model_source, seed, thresholds):
+    controlled_result = memo(controlled, model_source, seed, thresholds)
     evidence.record(
         statistic=controlled_result["network_median_explained"],
         null_value=controlled_result["embedding_median_explained"],
@@ -61,38 +74,42 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
-def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(seed_protocol, model_config, seed, thresholds) for seed in seeds]
-    counts = np.array([result["selective_dims_all"] for result in results])
+def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
+    counts = np.array([result["seed_count"] for result in results])
     figure, (ax_counts, ax_first) = new_figure(2)
     across_seeds(ax_counts, counts, seeds, thresholds["seed_min_count"],
-                 "selective dims (seed's rule, all dims)")  # fmt: skip
+                 "the seed's tally: position- + token-selective, dims 0-9")  # fmt: skip
     first = results[0]
     dims = np.arange(SEED_PRINTED_DIMS)
     ax_first.bar(dims - 0.2, first["position_std_dims_0_9"], width=0.4, label="position std")
     ax_first.bar(dims + 0.2, first["token_std_dims_0_9"], width=0.4, label="token std")
-    ax_first.axhline(thresholds["seed_std"], color="crimson", linestyle="--", linewidth=1)
+    threshold_line(ax_first, thresholds["seed_std"], "seed's cut-off")
     ax_first.set_xlabel(f"dimension (seed {seeds[0]})")
-    ax_first.set_ylabel("std of group means")
+    ax_first.set_ylabel("std of group means (activation units)")
     ax_first.legend(fontsize=7)
-    evidence.figure("seed protocol", figure)
+    evidence.figure("selective dimensions by the seed's rule", figure)
     judge(CLAIM, "seed-protocol", counts >= thresholds["seed_min_count"])
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
-def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
+def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    results = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
     sources = ("network", "embedding", "rotated", "gaussian")
     figure, (ax_explained, ax_fraction) = new_figure(2)
     sources_across_seeds(
         ax_explained,
         {name: [r[f"{name}_median_explained"] for r in results] for name in sources},
-        "median eta² (token + position)",
+        "median eta², token + position (share of variance)",
     )
     sources_across_seeds(
         ax_fraction,
         {name: [r[f"{name}_selective_fraction"] for r in results] for name in sources},
         "share of units selective (BH)",
     )
-    evidence.figure("model against nulls", figure)
-    judge(CLAIM, "controlled", [result["holds"] for result in results])
+    evidence.figure("variance explained and selective units against nulls", figure)
+    differences = paired_differences(results, BEYOND)
+    units = {"gaussian": "share of units", "embedding": "median eta²"}
+    evidence.figure("beyond the nulls (margin rule)",
+                    beyond_nulls_figure(differences, thresholds, units))  # fmt: skip
+    judge(CLAIM, "controlled", differences=differences)

@@ -20,9 +20,10 @@ pattern's members recovers the family of the other half better than chance. The 
 shuffles the family labels among whole patterns, the families' and the random ones: single
 sequences are not exchangeable (a network that just adds up per-position token effects makes
 members of one pattern agree LESS than random sequences, since they never share a token), whole
-patterns are. Also held against the embedding alone at the last position (it sees only the last
-token, each pattern holds every last token once: beating it means the network integrates the
-context) and i.i.d. Gaussian features. Both statistics are rotation-invariant; a random rotation
+patterns are. The decoder is also held against the embedding alone at the last position (it
+sees only the last token, each pattern holds every last token once: beating it by more than the
+registry's margin across seeds means the network integrates the context), and both statistics
+against i.i.d. Gaussian features. Both statistics are rotation-invariant; a random rotation
 enters the per-unit reading (share of units whose response differs by family), reported beside
 the decision.
 
@@ -36,8 +37,19 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from claim_plots import across_seeds, new_figure, sources_across_seeds
+from claim_plots import (
+    FAMILY_COLOURS,
+    THRESHOLD_COLOUR,
+    across_seeds,
+    beyond_nulls_figure,
+    new_figure,
+    source_legend,
+    source_style,
+    sources_across_seeds,
+    threshold_line,
+)
 from mechclaims.interp.claims.structured_inputs import (
+    BEYOND,
     NULL_SOURCES,
     SEED_DIM,
     UNIT_SOURCES,
@@ -50,8 +62,8 @@ from mechclaims.interp.stats import (
     summarize_across_seeds,
 )
 from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS
+from mechclaims.interp.verdicts import paired_differences
 from mechclaims.model.__main__ import draw_attention_patterns
-from mechclaims.model.transformer import Transformer
 
 CLAIM = "structured-inputs"
 STATEMENT = "Random features respond consistently to meaningful patterns."
@@ -63,8 +75,8 @@ ATTENTION_STATEMENT = "The attention patterns of the seed's structured inputs, p
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
-def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
-    seed_result = memo(seed_protocol, model_config, seed, thresholds)
+def test_seed_protocol(evidence, memo, model_source, seed, thresholds):
+    seed_result = memo(seed_protocol, model_source, seed, thresholds)
     holds = seed_result["max_abs_z"] > thresholds["seed_z"]
     evidence.record(
         statistic=seed_result["max_abs_z"],
@@ -79,8 +91,8 @@ def test_seed_protocol(evidence, memo, model_config, seed, thresholds):
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
-def test_controlled(evidence, memo, model_config, seed, thresholds):
-    controlled_result = memo(controlled, model_config, seed, thresholds)
+def test_controlled(evidence, memo, model_source, seed, thresholds):
+    controlled_result = memo(controlled, model_source, seed, thresholds)
     sets = controlled_result["unit_sets"]
     evidence.record(
         statistic=controlled_result["unit_set_share"],
@@ -94,8 +106,8 @@ def test_controlled(evidence, memo, model_config, seed, thresholds):
 
 
 @pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
-def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(seed_protocol, model_config, seed, thresholds) for seed in seeds]
+def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
     max_abs_z = np.array([result["max_abs_z"] for result in results])
     figure, (ax_first, ax_seeds) = new_figure(2)
     _draw_seed_responses(ax_first, results[0], seeds[0], thresholds["seed_z"])
@@ -104,7 +116,7 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_config, seeds, 
     chance = results[0]["chance_normal"]
     ax_seeds.set_title(f"|z| > {thresholds['seed_z']:g} by chance for 4 random inputs: "
                        f"{chance:.2f}", fontsize=9)  # fmt: skip
-    evidence.figure("seed protocol", figure)
+    evidence.figure("the four structured inputs as z-scores among random sequences", figure)
     holds = max_abs_z > thresholds["seed_z"]
     evidence.record(chance_rate=chance, observed_rate=float(holds.mean()))
     judge(CLAIM, "seed-protocol", holds)
@@ -115,53 +127,58 @@ def _draw_seed_responses(ax, result: dict, seed: int, cut: float) -> None:
     ax.hist(result["reference_responses"], bins=30, color="#bbbbbb", label="random sequences")
     mean, std = result["reference_mean"], result["reference_std"]
     for sign in (-1, 1):
-        ax.axvline(mean + sign * cut * std, color="crimson", linestyle="--", linewidth=1,
+        ax.axvline(mean + sign * cut * std, color=THRESHOLD_COLOUR, linestyle="--", linewidth=1,
                    label=f"mean ± {cut:g} std" if sign < 0 else None)  # fmt: skip
     for index, (tokens, value, z) in enumerate(
         zip(SEED_STRUCTURED.values(), result["responses"], result["z_scores"], strict=True)
     ):
-        ax.axvline(value, color=f"C{index}", linewidth=2, label=f"{list(tokens)}: z = {z:+.2f}")
+        ax.axvline(value, color=FAMILY_COLOURS[index], linewidth=2,
+                   label=f"{list(tokens)}: z = {z:+.2f}")  # fmt: skip
     ax.set_xlabel(f"dim {SEED_DIM} of {SEED_UNITS.hook}, last position (seed {seed})")
-    ax.set_ylabel("random sequences")
+    ax.set_ylabel("random sequences (count)")
     ax.legend(fontsize=6, loc="best")
 
 
 @pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
-def test_controlled_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(controlled, model_config, seed, thresholds) for seed in seeds]
+def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    results = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
     sets = results[0]["unit_sets"]
     labels = {f"network {s}" if s in sets else s: s for s in [*sets, *NULL_SOURCES]}
     figure, (ax_decoder, ax_agreement, ax_units) = new_figure(3)
     sources_across_seeds(
         ax_decoder,
         {label: [r[f"{s}_decoder_accuracy"] for r in results] for label, s in labels.items()},
-        "held-out balanced accuracy (family)",
+        "held-out balanced accuracy of the family (share)",
     )
-    ax_decoder.axhline(results[0]["chance"], color="crimson", linestyle="--", linewidth=1,
-                       label="1 / families")  # fmt: skip
+    threshold_line(ax_decoder, results[0]["chance"], "chance")
     null_medians = [
         np.median([r[f"{s}_decoder_null_median"] for r in results]) for s in labels.values()
     ]
-    ax_decoder.scatter(np.arange(len(labels)), null_medians, marker="D", s=30, color="crimson",
-                       zorder=4, label="null median (patterns relabelled)")  # fmt: skip
-    ax_decoder.legend(fontsize=7)
+    shuffled = {**source_style("shuffled"), "label": "shuffled (patterns relabelled)"}
+    ax_decoder.scatter(np.arange(len(labels)), null_medians, s=30, zorder=4, **shuffled)
+    source_legend(ax_decoder, labels)
     sources_across_seeds(
         ax_agreement,
         {
             label: [r[f"{s}_agreement"] - r[f"{s}_agreement_null_mean"] for r in results]
             for label, s in labels.items()
         },
-        "family agreement − random relations'",
+        "family agreement − random relations' (cosine)",
     )
-    ax_agreement.axhline(0.0, color="crimson", linestyle="--", linewidth=1)
+    ax_agreement.axhline(0.0, color="black", linewidth=0.8)
     sources_across_seeds(
         ax_units,
         {name: [r[f"{name}_family_median_eta2"] for r in results] for name in UNIT_SOURCES},
-        "median eta² of a unit by family",
+        "median eta² of a unit by family (share of variance)",
     )
-    evidence.figure("model against nulls", figure)
+    evidence.figure("decoder, agreement and family-selective units against nulls", figure)
     evidence.figure("agreement within families", _agreement_figure(results, sets))
-    judge(CLAIM, "controlled", [result["holds"] for result in results])
+    differences = paired_differences(results, BEYOND)
+    evidence.figure("beyond the embedding (margin rule)",
+                    beyond_nulls_figure(differences, thresholds,
+                                        {"embedding": "held-out accuracy"}))  # fmt: skip
+    judge(CLAIM, "controlled", holds=[result["holds_tests"] for result in results],
+          differences=differences)  # fmt: skip
 
 
 def _agreement_figure(results: list[dict], sets: list[str]):
@@ -182,7 +199,7 @@ def _agreement_figure(results: list[dict], sets: list[str]):
             )
             for kind in ("", "_null_mean")
         )
-        ax.bar(x, observed.median, width=width, color=f"C{index}", label=family)
+        ax.bar(x, observed.median, width=width, color=FAMILY_COLOURS[index], label=family)
         ax.errorbar(x, observed.median,
                     yerr=[observed.median - observed.low, observed.high - observed.median],
                     fmt="none", color="black", linewidth=0.8)  # fmt: skip
@@ -199,10 +216,11 @@ def _agreement_figure(results: list[dict], sets: list[str]):
 
 
 @pytest.mark.claim(f"{CLAIM}/attention", statement=ATTENTION_STATEMENT)
-def test_attention_patterns(evidence, model_config, preset, seeds):
-    model = Transformer(model_config, seed=seeds[0])
+def test_attention_patterns(evidence, model_source, preset, seeds):
+    model = model_source.model(seeds[0])
     tokens = structured_tokens()
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"))
+    patterns_only = lambda name: name.endswith("hook_pattern")  # noqa: E731
+    _, cache = model.run_with_cache(model_source.tokens(tokens), names_filter=patterns_only)
     patterns = [cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(model.cfg.n_layers)]
     figure = draw_attention_patterns(patterns, list(SEED_STRUCTURED), tokens)
     figure.suptitle(f"Attention patterns of the structured inputs: {preset}, seed {seeds[0]}")

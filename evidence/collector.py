@@ -3,25 +3,36 @@
 It is registered only on the process that runs the session (not on pytest-xdist workers), and
 sees every test's reports through `pytest_runtest_logreport`, from whichever worker they come.
 A run that stops early (Ctrl-C, -x or --maxfail, a collection error, an internal error) still
-writes what it has, marked incomplete. A run in which no test recorded evidence (e.g. only unit
-tests) writes nothing, so the last report of the claims stays in place.
+writes what it has, marked incomplete. A report that cannot be written where it should go (a
+full disk, a directory removed during the run) is written to a new temporary directory, with
+the figures that can be copied, and the terminal says where: a long run's evidence is not lost.
+A run in which no test recorded evidence (e.g. only unit tests) writes nothing, so the last
+report of the claims stays in place.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import platform
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pytest
 from tabulate import tabulate
 
 from mechclaims.evidence.compare import change_counts, compare_results
+from mechclaims.evidence.descriptions import DESCRIPTIONS_KEY
+from mechclaims.evidence.matrix import decisions_of, summary_sentences
 from mechclaims.evidence.outcomes import combined_outcome, phase_message, phase_outcome
-from mechclaims.evidence.report import cell_text, summary_table, write_report
+from mechclaims.evidence.recorder import FIGURES_DIR
+from mechclaims.evidence.report import cell_text, terminal_matrix, write_report
 from mechclaims.evidence.results import build_results, record_of
 from mechclaims.evidence.settings import Settings
 
@@ -41,6 +52,8 @@ class ReportCollector:
         self.started = time.time()
         self.results: dict[str, Any] | None = None
         self.comparison: dict[str, Any] | None = None
+        self.written_to = settings.directory  # where the report went: elsewhere if it had to
+        self.write_error: OSError | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = getattr(report, PAYLOAD_ATTRIBUTE, None)
@@ -61,17 +74,22 @@ class ReportCollector:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if session.config.option.collectonly or not self.payloads:
             return
-        self.results = build_results(self.records(), self.stop_reason(session, exitstatus))
+        self.results = build_results(
+            self.records(),
+            self.stop_reason(session, exitstatus),
+            session.config.stash[DESCRIPTIONS_KEY],
+        )
         if self.settings.earlier_results is not None:
             self.comparison = compare_results(
                 self.settings.earlier_results, self.results, self.settings.compare_against
             )
-        write_report(
-            self.settings.directory,
-            self.results,
-            self.comparison,
-            self.run_info(session, exitstatus),
-        )
+        run = self.run_info(session, exitstatus)
+        try:
+            write_report(self.settings.directory, self.results, self.comparison, run)
+        except OSError as error:
+            self.write_error = error
+            self.written_to = fallback_directory(self.settings.directory)
+            write_report(self.written_to, self.results, self.comparison, run)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         write = terminalreporter.write_line
@@ -80,13 +98,23 @@ class ReportCollector:
                 write(f"evidence: no test recorded evidence; {self.settings.directory} unchanged")
             return
         terminalreporter.write_sep("=", "evidence")
-        headers, rows = summary_table(self.results)
-        write(tabulate(rows, headers=headers, disable_numparse=True))
+        for sentence in summary_sentences(decisions_of(self.results), self.results["descriptions"]):
+            write(sentence)
+        matrix = terminal_matrix(self.results)
+        write(tabulate(matrix.rows, headers=matrix.flat_headers(), disable_numparse=True))
         if self.comparison is not None:
             for line in comparison_lines(self.comparison):
                 write(line)
+        if self.write_error is not None:
+            write(
+                f"evidence: could not write {self.settings.directory} "
+                f"({type(self.write_error).__name__}: {self.write_error}); "
+                f"the report was written to {self.written_to} instead",
+                red=True,
+                bold=True,
+            )
         status = "" if self.results["complete"] else f" (incomplete: {self.results['stopped']})"
-        write(f"evidence report: {self.settings.directory / 'index.md'}{status}")
+        write(f"evidence report: {self.written_to / 'index.md'}{status}")
 
     def records(self) -> list[dict[str, Any]]:
         """One record per test that finished; a test cut short has no outcome and is left out."""
@@ -127,21 +155,45 @@ class ReportCollector:
 
 
 def comparison_lines(comparison: dict[str, Any]) -> list[str]:
-    """The terminal's account of a comparison: counts, then the changed verdicts and outcomes."""
+    """The terminal's account of a comparison: counts, then the changed verdicts of the matrix,
+    the other changed group verdicts and pass rates, the changed outcomes."""
     lines = [f"evidence compared with {comparison['against']}: {change_counts(comparison)}"]
-    changes = [
-        f"  {change['claim']} {change['test']} [{cell_text(change['group'])}]: verdict "
-        f"{change['verdict_before']} -> {change['verdict_now']}, pass rate "
-        f"{change['pass_rate_before']} -> {change['pass_rate_now']}"
-        for change in comparison["verdicts"]
-    ] + [
-        f"  {change['nodeid']}: {change['outcome_before']} -> {change['outcome_now']}"
-        for change in comparison["outcomes"]
-    ]
+    decided = {_where(change) for change in comparison["decisions"]}
+    changes = (
+        [
+            f"  {change['claim']} [{cell_text(change['group'])}]: verdict "
+            f"{change['verdict_before']} -> {change['verdict_now']}"
+            for change in comparison["decisions"]
+        ]
+        + [
+            f"  {change['claim']} {change['test']} [{cell_text(change['group'])}]: verdict "
+            f"{change['verdict_before']} -> {change['verdict_now']}, pass rate "
+            f"{change['pass_rate_before']} -> {change['pass_rate_now']}"
+            for change in comparison["verdicts"]
+            if _where(change) not in decided
+        ]
+        + [
+            f"  {change['nodeid']}: {change['outcome_before']} -> {change['outcome_now']}"
+            for change in comparison["outcomes"]
+        ]
+    )
     lines += changes[:MAX_LISTED_CHANGES]
     if len(changes) > MAX_LISTED_CHANGES:
         lines.append(f"  ... and {len(changes) - MAX_LISTED_CHANGES} more: see compare.json")
     return lines
+
+
+def _where(change: dict[str, Any]) -> str:
+    return json.dumps([change["claim"], change["test"], change["group"]])
+
+
+def fallback_directory(directory: Path) -> Path:
+    """A new temporary directory for a report that could not be written to `directory`, with
+    the figures the tests saved there, as far as they can be read."""
+    fallback = Path(tempfile.mkdtemp(prefix="evidence-"))
+    with contextlib.suppress(OSError):
+        shutil.copytree(directory / FIGURES_DIR, fallback / FIGURES_DIR)
+    return fallback
 
 
 def _utc(timestamp: float) -> str:

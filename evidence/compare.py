@@ -1,9 +1,10 @@
 """What changed between an earlier report's results.json and this run's results.
 
-Groups (a claim's test function at one value of each parameter but `seed`) are matched by claim,
-test and group; tests by node id. Reported: changed group verdicts and pass rates, changed test
-outcomes and verdicts, changed scalar values (a value recorded in one run only counts as
-changed, with None for the other), and tests added or removed.
+Groups (a claim's test function at one value of each parameter but `seed`) and deciding
+verdicts (the cells of the verdict matrix) are matched by claim, test and group; tests by node
+id. Reported: changed deciding verdicts (a cell in one run only counts as changed, with
+None for the other), changed group verdicts and pass rates, changed test outcomes and verdicts,
+changed scalar values (likewise), and tests added or removed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ def compare_results(earlier: dict[str, Any], now: dict[str, Any], against: str) 
     common = [nodeid for nodeid in now_tests if nodeid in earlier_tests]
     return {
         "against": against,
+        "decisions": _decision_changes(earlier, now),
         "verdicts": _changes(_groups(earlier), _groups(now), ("verdict", "pass_rate")),
         "outcomes": _changes(earlier_tests, now_tests, ("outcome", "verdict")),
         "values": [
@@ -39,13 +41,39 @@ def compare_results(earlier: dict[str, Any], now: dict[str, Any], against: str) 
 def change_counts(comparison: dict[str, Any]) -> str:
     """One line: how many verdicts, outcomes and values changed, how many tests came and went."""
     count = {
-        key: len(comparison[key]) for key in ("verdicts", "outcomes", "values", "added", "removed")
+        key: len(comparison[key])
+        for key in ("decisions", "verdicts", "outcomes", "values", "added", "removed")
     }
     return (
+        f"{count['decisions']} verdicts of the matrix, "
         f"{count['verdicts']} group verdicts or pass rates, {count['outcomes']} test outcomes, "
         f"{count['values']} values changed; "
         f"{count['added']} tests added, {count['removed']} removed"
     )
+
+
+def _decision_changes(earlier: dict[str, Any], now: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cells of the verdict matrix whose verdict differs, in this run's order, then the
+    cells only the earlier run had."""
+    before, after = _decisions(earlier), _decisions(now)
+    return [
+        {
+            **dict(zip(("claim", "test", "group"), json.loads(key), strict=True)),
+            "verdict_before": before.get(key),
+            "verdict_now": after.get(key),
+        }
+        for key in [*after, *(key for key in before if key not in after)]
+        if before.get(key) != after.get(key)
+    ]
+
+
+def _decisions(results: dict[str, Any]) -> dict[str, str]:
+    """Each deciding verdict by (claim, test, group)."""
+    return {
+        json.dumps([claim["claim"], entry["test"], entry["group"]]): entry["verdict"]
+        for claim in results["claims"]
+        for entry in claim["verdicts"]
+    }
 
 
 def _groups(results: dict[str, Any]) -> dict[str, dict[str, Any]]:

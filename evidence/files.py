@@ -51,13 +51,29 @@ def remove_unlisted_files(directory: Path, keep: Collection[str]) -> None:
             path.unlink()
 
 
-def writability_problem(directory: Path) -> str | None:
-    """Why `directory` cannot be used as (or created as) a writable directory; None if it can."""
+def writability_problem(directory: Path, try_it: bool = True) -> str | None:
+    """Why `directory` cannot be used as (or created as) a writable directory; None if it can.
+
+    With `try_it`, it is tried: created, a file written in it and removed, and the directories
+    this created removed again (permissions alone do not tell: root, read-only mounts, /proc).
+    """
     if directory.exists() and not directory.is_dir():
         return f"{directory} is an existing file, not a directory"
-    existing = next(path for path in (directory, *directory.parents) if path.exists())
+    created = [path for path in (directory, *directory.parents) if not path.exists()]
+    existing = directory.parents[len(created) - 1] if created else directory
     if not existing.is_dir():
         return f"{directory} cannot be created: {existing} is a file"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing} is not writable"
+    if not try_it:
+        return None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".", suffix=TEMP_SUFFIX) as probe:
+            probe.write(b"probe")
+            probe.flush()
+    except OSError as error:
+        return f"{directory} cannot be created or written: {error.strerror or error}"
+    finally:
+        for path in created:  # the deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
     return None

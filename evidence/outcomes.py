@@ -15,6 +15,7 @@ any, else the one its outcome gives:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -74,6 +75,13 @@ def combined_outcome(phases: Iterable[tuple[str | None, str]]) -> tuple[str, str
 
 
 def check_verdict(verdict: Any) -> str:
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}; got {verdict!r}")
+    """A recorded verdict: one of VERDICTS, or a project's own word (lowercase, hyphenated,
+    e.g. "unlike-random"), which the report shows in a neutral tone."""
+    if verdict not in VERDICTS and not (
+        isinstance(verdict, str) and re.fullmatch(r"[a-z]+(?:-[a-z]+)*", verdict)
+    ):
+        raise ValueError(
+            f"verdict must be one of {', '.join(VERDICTS)} or a lowercase hyphenated word; "
+            f"got {verdict!r}"
+        )
     return verdict

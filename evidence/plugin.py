@@ -27,8 +27,14 @@ A claim's summary pools its tests over `seed` per test function and other parame
 per preset): pass rate (share of decided tests that support it) with a 95% Wilson interval,
 and the median and 2.5-97.5% range of each numeric value (`results`). A test marked
 `decides=True` (typically one that weighs all seeds at once) gives the claim's verdict for its
-parameters; the report opens with those verdicts, beside the pass rate of the claim's other
-tests with the same parameters (typically one test per seed).
+parameters. A claim id `<claim>/<reading>` names a claim and one way of reading it; the report
+opens with the verdict matrix (`matrix`): a row per claim, a column per reading and group of
+parameters, each cell a deciding test's verdict, on how many seeds it held and why.
+
+What the project says of its claims beyond their tests (order, titles, statements, what each
+reading measures, thresholds and their reasons, the verdicts it expects) comes from the hook
+`pytest_evidence_claims(config)` (`hooks`); without it the report uses the claim ids.
+Every figure is titled with its claim, reading and parameters.
 
 Transport. The fixture's content travels as plain JSON on an attribute of the test report,
 which pytest serializes with the report, so it crosses pytest-xdist like pytest-json-report's
@@ -36,7 +42,10 @@ data. Figures are saved as PNGs by the process that drew them. Every other file 
 once, by the controller, at the end of the session (`collector`, `report`).
 
 Options (`settings`): --evidence-dir, --no-evidence, --evidence-compare; ini keys
-`evidence_dir` and `evidence_compare`. A run in which no test took part writes nothing.
+`evidence_dir` and `evidence_compare`. A directory that cannot be created or written is a usage
+error before any test runs; a report that cannot be written at the end (a full disk) is
+written to a new temporary directory instead, whose path is printed. A run in which no test
+took part writes nothing.
 """
 
 from __future__ import annotations
@@ -47,9 +56,18 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mechclaims.evidence import hooks
 from mechclaims.evidence.collector import PAYLOAD_ATTRIBUTE, ReportCollector
+from mechclaims.evidence.descriptions import (
+    DESCRIPTIONS_KEY,
+    checked_descriptions,
+    claim_title,
+    reading_name,
+    split_claim_id,
+)
+from mechclaims.evidence.matrix import group_text
 from mechclaims.evidence.recorder import Evidence
-from mechclaims.evidence.results import UNCLAIMED
+from mechclaims.evidence.results import UNCLAIMED, function_of
 from mechclaims.evidence.settings import Settings, add_options, read_settings
 from mechclaims.evidence.values import is_scalar, to_jsonable
 
@@ -65,17 +83,32 @@ MARKER_ERROR_KEY = pytest.StashKey[str]()
 RECORDER_KEY = pytest.StashKey[Evidence]()
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hooks)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", CLAIM_MARKER_HELP)
-    settings = read_settings(config)
-    config.stash[SETTINGS_KEY] = settings
     is_xdist_worker = hasattr(config, "workerinput")
+    # Only the controller tries the directory: it runs before the workers exist.
+    settings = read_settings(config, try_directory=not is_xdist_worker)
+    config.stash[SETTINGS_KEY] = settings
     if settings.enabled and not is_xdist_worker:
         config.pluginmanager.register(ReportCollector(settings), "evidence-collector")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Ask the project for its claims' descriptions, once every plugin is configured."""
+    config = session.config
+    try:
+        descriptions = checked_descriptions(config.hook.pytest_evidence_claims(config=config))
+    except ValueError as error:
+        raise pytest.UsageError(f"pytest_evidence_claims returned a bad result: {error}") from None
+    config.stash[DESCRIPTIONS_KEY] = descriptions
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -118,9 +151,20 @@ def claim_of(marker: pytest.Mark) -> tuple[str, str, bool]:
 def evidence(request: pytest.FixtureRequest) -> Evidence:
     """Record named values, tables and figures of this test for the evidence report."""
     settings = request.config.stash[SETTINGS_KEY]
-    recorder = Evidence(request.node.nodeid, params_of(request.node), settings.directory)
+    params = params_of(request.node)
+    heading = figure_heading(request.node, params, request.config.stash[DESCRIPTIONS_KEY])
+    recorder = Evidence(request.node.nodeid, params, settings.directory, heading)
     request.node.stash[RECORDER_KEY] = recorder
     return recorder
+
+
+def figure_heading(item: pytest.Item, params: dict[str, Any], descriptions: dict[str, Any]) -> str:
+    """What every figure of the test is titled with: its claim (title), then its reading and
+    parameters, e.g. `3. Selective units` / `controlled · preset tiny-mha, seed 3`."""
+    claim, reading = split_claim_id(item.stash.get(CLAIM_KEY, (UNCLAIMED, "", False))[0])
+    first = function_of(item.nodeid) if claim == UNCLAIMED else claim_title(descriptions, claim)
+    second = (reading_name(descriptions, reading), group_text(params))
+    return "\n".join(filter(None, (first, " · ".join(filter(None, second)))))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -7,8 +7,11 @@
 Values become plain JSON (see `values`). A name is recorded once per test; the
 parametrization's names (`preset`, `seed`, ...) and the report's own columns cannot be used.
 `verdict`, if recorded, must be one of `VERDICTS` and overrides the verdict of the outcome.
-A figure is saved at once as a PNG (fixed dpi, no software stamp: the bytes depend only on the
-drawing) under `figures/` of the evidence directory, then closed if pyplot manages it.
+A figure is titled with the test's claim, reading and parameters and its own name (above any
+title it has), so that it says what it shows wherever it goes; then it is saved at once as a
+PNG (fixed dpi, no software stamp: the bytes depend only on the drawing) under `figures/` of
+the evidence directory, and closed if pyplot manages it. A figure that cannot be saved (a full
+disk) is recorded with its error instead of failing the test: the test's verdict still counts.
 """
 
 from __future__ import annotations
@@ -35,9 +38,13 @@ FIGURE_DPI = 100
 class Evidence:
     """Named values, tables and figures of one test."""
 
-    def __init__(self, nodeid: str, params: dict[str, Any], directory: Path | None) -> None:
-        """`directory` is the evidence directory figures are saved under; None saves nothing."""
+    def __init__(
+        self, nodeid: str, params: dict[str, Any], directory: Path | None, heading: str = ""
+    ) -> None:
+        """`directory` is the evidence directory figures are saved under (None saves nothing);
+        `heading` is the start of every figure's title (its claim, reading and parameters)."""
         self._nodeid = nodeid
+        self._heading = heading
         self._reserved = (set(ROW_COLUMNS) - {"verdict"}) | set(params)
         self._directory = directory
         self.values: dict[str, Any] = {}
@@ -63,17 +70,21 @@ class Evidence:
         self.tables.append({"name": name, **table_columns_and_rows(data, what=f"table {name!r}")})
 
     def figure(self, name: str, fig: Any) -> None:
-        """Record a matplotlib Figure: saved as figures/<test and name>.png, then closed."""
+        """Record a matplotlib Figure: titled, saved as figures/<test and name>.png, closed."""
         self._check_new_name(name, "figure", {figure["name"] for figure in self.figures})
         if not hasattr(fig, "savefig"):
             raise TypeError(
                 f"figure {name!r} must be a matplotlib Figure, got {type(fig).__name__}"
             )
-        path = f"{FIGURES_DIR}/{figure_filename(self._nodeid, name)}"
+        title_figure(fig, ": ".join(part for part in (self._heading, name) if part))
+        entry = {"name": name, "path": f"{FIGURES_DIR}/{figure_filename(self._nodeid, name)}"}
         if self._directory is not None:
-            write_atomic(self._directory / path, png_bytes(fig))
+            try:
+                write_atomic(self._directory / entry["path"], png_bytes(fig))
+            except OSError as error:
+                entry["error"] = f"{type(error).__name__}: {error}"
         close_figure(fig)
-        self.figures.append({"name": name, "path": path})
+        self.figures.append(entry)
 
     def payload(self) -> dict[str, Any]:
         """What travels on the test report: plain JSON."""
@@ -110,6 +121,14 @@ def figure_filename(nodeid: str, name: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{nodeid}-{name}").strip("._")[:100]
     digest = hashlib.sha256(f"{nodeid}\0{name}".encode()).hexdigest()[:10]
     return f"{slug}-{digest}.png"
+
+
+def title_figure(fig: Any, title: str) -> None:
+    """Put `title` above the figure's own title, if any; make room for it if nothing lays the
+    figure out."""
+    fig.suptitle("\n".join(part for part in (title, fig.get_suptitle()) if part), fontsize=10)
+    if fig.get_layout_engine() is None:
+        fig.set_layout_engine("constrained")
 
 
 def png_bytes(fig: Any) -> bytes:

@@ -14,7 +14,19 @@ claim are different readings of it and are never pooled. For each group:
 
 A test marked `decides=True` gives the claim's verdict for its parameters (other than `seed`):
 each claim lists these under `verdicts`, each with the pass rate of the claim's other tests of
-the same parameters (e.g. the per-seed tests beside a cross-seed verdict).
+the same parameters (e.g. the per-seed tests beside a cross-seed verdict), and the values of
+DECISION_VALUES the deciding test recorded:
+
+    why                       the verdict's one-line reason (e.g. a registry's)
+    summary                   a one-line account of the decision
+    holds_on, seeds_tested    on how many of how many seeds the claim held
+    rate_low, rate_high       the 95% interval of that rate; required_rate: the rate it needs
+    registry_verdict          the verdict a registry of claims expects
+    registry_check            how the verdict stands to it: reproduced, consistent (decided on
+                              fewer or other seeds: weaker, not contrary), contradicted, missing
+
+`descriptions` holds what the project says of its claims (`descriptions`), so that every file
+of the report can be rendered from the results alone.
 """
 
 from __future__ import annotations
@@ -27,11 +39,15 @@ from mechclaims.evidence.outcomes import OUTCOME_VERDICTS, OUTCOMES
 from mechclaims.evidence.stats import spread, wilson_interval
 from mechclaims.evidence.values import is_number, is_scalar, round_float
 
-RESULTS_FORMAT = 1
+RESULTS_FORMAT = 2
 UNCLAIMED = "(unclaimed)"
 POOLED_PARAM = "seed"
 # Values that claims commonly record come first in tables; any others follow by name.
 COMMON_VALUES = ("statistic", "threshold", "null_value", "p_value", "effect")
+DECISION_VALUES = (
+    "why", "summary", "holds_on", "seeds_tested", "rate_low", "rate_high", "required_rate",
+    "registry_verdict", "registry_check",
+)  # fmt: skip
 
 
 def record_of(nodeid: str, payload: dict[str, Any], outcome: str, message: str) -> dict[str, Any]:
@@ -53,7 +69,9 @@ def record_of(nodeid: str, payload: dict[str, Any], outcome: str, message: str) 
     }
 
 
-def build_results(records: Iterable[dict[str, Any]], stopped: str | None) -> dict[str, Any]:
+def build_results(
+    records: Iterable[dict[str, Any]], stopped: str | None, descriptions: dict[str, Any]
+) -> dict[str, Any]:
     """results.json: every record, sorted and nested by claim, with the claims' summaries."""
     by_claim: dict[str, list[dict[str, Any]]] = {}
     for record in sorted(records, key=record_order):
@@ -62,6 +80,7 @@ def build_results(records: Iterable[dict[str, Any]], stopped: str | None) -> dic
         "format": RESULTS_FORMAT,
         "complete": stopped is None,
         "stopped": stopped,
+        "descriptions": descriptions,
         "claims": [claim_results(claim, rows) for claim, rows in by_claim.items()],
     }
 
@@ -89,7 +108,8 @@ def groups(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def deciding_verdict(decider: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """A deciding test's verdict, with the pass rate of the claim's other tests of its group."""
+    """A deciding test's verdict, with the pass rate of the claim's other tests of its group and
+    the DECISION_VALUES it recorded."""
     group = group_params(decider)
     others = [row for row in rows if not row["decides"] and group_params(row) == group]
     return {
@@ -99,6 +119,7 @@ def deciding_verdict(decider: dict[str, Any], rows: list[dict[str, Any]]) -> dic
         "outcome": decider["outcome"],
         "message": decider["message"],
         **pass_rate(others),
+        **{name: decider["values"][name] for name in DECISION_VALUES if name in decider["values"]},
     }
 
 

@@ -5,7 +5,9 @@
     --evidence-compare DIR   compare with the report in DIR (ini `evidence_compare`)
 
 A path given on the command line is relative to the directory pytest was started in; one
-from the ini file, to the rootdir. A bad value is a usage error that names the option.
+from the ini file, to the rootdir. A bad value is a usage error that names the option, before
+any test runs: the report's directory is tried (created, written, and what was created removed
+again), so that a run of hours never ends unable to write its evidence.
 """
 
 from __future__ import annotations
@@ -63,8 +65,9 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
-def read_settings(config: pytest.Config) -> Settings:
-    """The options' values, checked; raises pytest.UsageError naming a bad option."""
+def read_settings(config: pytest.Config, try_directory: bool = True) -> Settings:
+    """The options' values, checked; raises pytest.UsageError naming a bad option. With
+    `try_directory`, the report's directory is tried: created and written (see `files`)."""
     if config.getoption("no_evidence"):
         return Settings(directory=None)
     report = _path_option(config, "evidence_dir")
@@ -73,7 +76,7 @@ def read_settings(config: pytest.Config) -> Settings:
             "ini option evidence_dir is empty: name a directory or use --no-evidence"
         )
     _, directory, option = report
-    problem = writability_problem(directory)
+    problem = writability_problem(directory, try_it=try_directory)
     if problem:
         raise pytest.UsageError(f"{option}: {problem}")
     earlier = _path_option(config, "evidence_compare")

@@ -15,6 +15,7 @@ import scipy.stats
 from mechclaims.interp.inputs import all_sequences
 from mechclaims.interp.stats import (
     benjamini_hochberg,
+    bh_adjust,
     correlation_matrix,
     correlation_p_value,
 )
@@ -116,6 +117,40 @@ def strong_pairs(
     candidates = np.abs(r) >= critical_r(n_effective, fdr)
     p_values[candidates] = correlation_p_value(r[candidates], n_effective)
     return StrongPairs(r, benjamini_hochberg(p_values, fdr), strong_r)
+
+
+class PairTally:
+    """One source's pairs (every unit set's), tallied set by set: what `strong_pairs` finds,
+    without holding them all (a gpt2-small source has 60 million). Only the pairs BH could
+    discover (|r| >= critical_r) are kept; the others count as p = 1."""
+
+    def __init__(self, n_effective: int, strong_r: float, fdr: float, bins: np.ndarray):
+        self.n_effective, self.strong_r, self.fdr, self.bins = n_effective, strong_r, fdr, bins
+        self.critical = critical_r(n_effective, fdr)
+        self.pairs, self.r_sum, self.strong = 0, 0.0, 0
+        self.histogram = np.zeros(len(bins) - 1, dtype=np.int64)  # of |r|
+        self.candidates: list[np.ndarray] = []
+
+    def add(self, corr: np.ndarray) -> None:
+        """One unit set's correlation matrix [u, u]."""
+        r = upper_pairs(corr)  # [pairs]
+        magnitude = np.abs(r)
+        self.pairs += r.size
+        self.r_sum += float(r.sum())
+        self.strong += int(np.count_nonzero(magnitude > self.strong_r))
+        self.histogram += np.histogram(magnitude, self.bins)[0]
+        self.candidates.append(r[magnitude >= self.critical])
+
+    def summary(self) -> dict:
+        """rate (strong and discovered, a share of all pairs), strong, mean_r, abs_r (counts)."""
+        r = np.concatenate(self.candidates)  # [candidates]
+        discovered = np.zeros(0, dtype=bool)
+        if r.size:
+            p_values = correlation_p_value(r, self.n_effective)
+            discovered = bh_adjust(p_values, self.pairs) <= self.fdr
+        found = np.count_nonzero(discovered & (np.abs(r) > self.strong_r))
+        return {"rate": found / self.pairs, "strong": self.strong,
+                "mean_r": self.r_sum / self.pairs, "abs_r": self.histogram}  # fmt: skip
 
 
 def critical_r(n_effective: int, alpha: float) -> float:

@@ -27,7 +27,6 @@ from mechclaims.interp.stats import (
     permutation_p_value,
     permute_labels,
 )
-from mechclaims.model.transformer import Transformer
 
 # Null draws are handled in chunks of at most this many float64 elements (32 MiB).
 _MAX_CHUNK_ELEMENTS = 2**22
@@ -303,18 +302,3 @@ def token_effect_test(
 def _difference(sums: np.ndarray, total: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """mean_with - mean_without from with-group sums [..., V, U], the total [U], counts [V, 1]."""
     return sums / counts - (total - sums) / (counts.sum() - counts)
-
-
-# ---------------------------------------------------------------------------------------------
-# Models
-
-
-def first_blocks(model: Transformer, n_layers: int) -> Transformer:
-    """The model cut after its first `n_layers` blocks: the same activations up to there, for
-    less compute (a block's output never depends on later blocks)."""
-    kept = {
-        name: weights
-        for name, weights in model.params.items()
-        if not name.startswith("blocks.") or int(name.split(".")[1]) < n_layers
-    }
-    return Transformer.from_params(model.cfg.replace(n_layers=n_layers), kept)

@@ -50,11 +50,11 @@ class NotebookSelectivity:
 
 
 def notebook_selectivity(acts: np.ndarray, tokens: np.ndarray, alpha: float) -> NotebookSelectivity:
-    """The notebook's rule: one-way ANOVA of each unit by current token (pooled over positions)
-    and by position; significant if p < alpha / (2 U), Bonferroni over both tests of every unit.
-    """
+    """The notebook's rule (its `analyze_selectivity`): one-way ANOVA of each unit by current
+    token (pooled over positions) and by position; significant if p < alpha / U, Bonferroni over
+    the U units given (the notebook: one layer's MLP neurons), each test on its own."""
     rows, flat_tokens, positions = _rows(acts, tokens)
-    bonferroni = alpha / (2 * rows.shape[1])
+    bonferroni = alpha / rows.shape[1]
     token_eta2, position_eta2 = eta2_by_factor(acts, tokens)
     return NotebookSelectivity(
         token_eta2=token_eta2,
@@ -62,6 +62,44 @@ def notebook_selectivity(acts: np.ndarray, tokens: np.ndarray, alpha: float) -> 
         token_selective=one_way_anova(rows, flat_tokens).p_value < bonferroni,
         position_selective=one_way_anova(rows, positions).p_value < bonferroni,
     )
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """The notebook's persistence tracking of one layer and factor: its most selective units
+    at init, and their eta² after training (0 where no longer significant)."""
+
+    units: np.ndarray  # [k] indices of the tracked units
+    initial_eta2: np.ndarray  # [k]
+    final_eta2: np.ndarray  # [k]
+    maintained: np.ndarray  # [k] bool
+
+    @property
+    def persistence(self) -> float | None:
+        """Share of tracked units maintained; None when no unit was significant at init."""
+        return float(self.maintained.mean()) if self.units.size else None
+
+
+def tracked_persistence(
+    initial: NotebookSelectivity,
+    trained: NotebookSelectivity,
+    factor: str,
+    top: int,
+    min_eta2: float,
+    min_ratio: float,
+) -> Tracked:
+    """The notebook's `train_and_track` for one factor ("token" or "position"): the `top`
+    significant units of largest eta² at init; after training, a unit's eta² if still
+    significant, else 0; maintained if that is above `min_eta2` and above `min_ratio` times its
+    initial eta²."""
+    selective = getattr(initial, f"{factor}_selective")
+    eta2 = getattr(initial, f"{factor}_eta2")
+    candidates = np.flatnonzero(selective)
+    units = candidates[np.argsort(-eta2[candidates], kind="stable")[:top]]  # [k]
+    still = getattr(trained, f"{factor}_selective")[units]
+    final = np.where(still, getattr(trained, f"{factor}_eta2")[units], 0.0)
+    maintained = (final > min_eta2) & (final > min_ratio * eta2[units])
+    return Tracked(units, eta2[units], final, maintained)
 
 
 def eta2_by_factor(acts: np.ndarray, tokens: np.ndarray) -> np.ndarray:

@@ -21,21 +21,49 @@ class SeedSelectivity:
     threshold: float
 
     @property
+    def position_selective(self) -> np.ndarray:
+        return self.position_std > self.threshold
+
+    @property
+    def token_selective(self) -> np.ndarray:
+        return self.token_std > self.threshold
+
+    @property
     def selective(self) -> np.ndarray:
         """[U] bool: position- or token-selective by the seed's rule (std above threshold)."""
-        return (self.position_std > self.threshold) | (self.token_std > self.threshold)
+        return self.position_selective | self.token_selective
+
+    @property
+    def count(self) -> int:
+        """The seed's tally: position-selective units plus token-selective units (a unit that is
+        both counts twice, as the seed's two lists do)."""
+        return int(self.position_selective.sum() + self.token_selective.sum())
 
 
-def seed_selectivity(acts: np.ndarray, tokens: np.ndarray, threshold: float) -> SeedSelectivity:
-    """The seed's rule: selective if the std of per-position (or per-token) means > threshold."""
-    _check_shapes(acts, tokens)
-    n, T, U = acts.shape
-    position_means = acts.mean(axis=0)  # [T,U]
-    flat_tokens = tokens.reshape(-1)
-    present = np.unique(flat_tokens)  # tokens that occur (a random draw may miss one)
-    one_hot = (flat_tokens[None, :] == present[:, None]).astype(acts.dtype)  # [k, n*T]
-    token_means = (one_hot @ acts.reshape(n * T, U)) / one_hot.sum(axis=1, keepdims=True)  # [k,U]
-    return SeedSelectivity(position_means.std(axis=0), token_means.std(axis=0), threshold)
+def seed_selectivity(
+    acts: np.ndarray, tokens: np.ndarray, threshold: float, vocab: int
+) -> SeedSelectivity:
+    """The seed's rule (its experiment 3), each unit on its own samples: acts [U, n, T] (unit u's
+    activation on its n sequences), tokens [U, n, T] (the sequences). Position-selective if the
+    std (ddof 0) of the T per-position means exceeds `threshold`; token-selective if the std of
+    the `vocab` per-token means (pooled over positions) does, a token never drawn counting as
+    mean 0, as the seed's code has it. For samples shared by all units, broadcast tokens [n, T]
+    to [U, n, T]."""
+    tokens = np.asarray(tokens)
+    if acts.ndim != 3 or tokens.shape not in (acts.shape, acts.shape[1:]):
+        raise ValueError(
+            f"acts must be [units, n, T] and tokens [units, n, T] or [n, T]; got {acts.shape} "
+            f"and {tokens.shape}"
+        )
+    tokens = np.broadcast_to(tokens, acts.shape)
+    units, n, T = acts.shape
+    position_means = acts.mean(axis=1)  # [U,T]
+    flat_acts, flat_tokens = acts.reshape(units, n * T), tokens.reshape(units, n * T)
+    one_hot = flat_tokens[:, None, :] == np.arange(vocab)[None, :, None]  # [U,V,n*T]
+    counts = one_hot.sum(axis=2)  # [U,V]
+    sums = np.einsum("uvk,uk->uv", one_hot, flat_acts)  # [U,V]
+    token_means = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)  # [U,V]
+    return SeedSelectivity(position_means.std(axis=1), token_means.std(axis=1), threshold)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mechclaims.model.layers import layer_norm_forward, sinusoidal_table
+from mechclaims.interp.stats import random_rotation, rotate_units
+from mechclaims.model.hooks import stop_layer_for
+from mechclaims.model.layers import layer_norm_forward
 from mechclaims.model.transformer import Transformer
 
 UNIT_KINDS = {"resid": "blocks.{layer}.hook_resid_post", "mlp": "blocks.{layer}.mlp.hook_post"}
@@ -26,6 +28,10 @@ class UnitSet:
     hook: str
 
 
+# A unit set wider than this is rotated onto this many random orthonormal directions, not all
+# of them: the rotated null's statistics are medians and rates over directions, which 1024
+# estimate closely; a full rotation of a 3072-wide MLP layer costs a 3072³ QR and GEMM per layer.
+ROTATED_DIRECTIONS = 1024
 SEED_UNITS = UnitSet("L0 resid", "blocks.0.hook_resid_post")  # the seed's "neurons"
 SEED_SEQ_LEN = 4  # the seed's sequence length
 
@@ -40,20 +46,23 @@ def unit_sets(model: Transformer) -> list[UnitSet]:
 
 
 def activations(model: Transformer, tokens: np.ndarray, sets: list[UnitSet]) -> dict:
-    """{label: activations [n, T, units]} for each unit set, from one forward pass."""
-    hooks = {unit_set.hook for unit_set in sets}
-    _, cache = model.run_with_cache(tokens, names_filter=list(hooks))
+    """{label: activations [n, T, units]} for each unit set, from one forward pass that stops
+    after the last block the sets read and computes no logits."""
+    hooks = sorted({unit_set.hook for unit_set in sets})
+    stop = stop_layer_for(hooks, model.cfg)
+    _, cache = model.run_with_cache(tokens, names_filter=hooks, stop_at_layer=stop,
+                                    return_type=None)  # fmt: skip
     return {unit_set.label: cache[unit_set.hook] for unit_set in sets}
 
 
 def embedding_only(model: Transformer, tokens: np.ndarray) -> np.ndarray:
     """LN(W_E[x] + W_pos) without gain or bias: the residual stream if no block ran, [n, T, d]."""
-    tokens = model.check_tokens(tokens)
-    cfg = model.cfg
-    if cfg.pos_embed == "learned":
-        positions = model.params["pos_embed.W_pos"][: tokens.shape[1]]
-    else:
-        positions = sinusoidal_table(tokens.shape[1], cfg.d_model, cfg.dtype)
-    stream = model.params["embed.W_E"][tokens] + positions  # [n,T,d]
-    normalized, _ = layer_norm_forward(stream, None, None, cfg.ln_eps)
+    stream, _ = model.run_with_cache(tokens, names_filter=(), stop_at_layer=0)  # [n,T,d]
+    normalized, _ = layer_norm_forward(stream, None, None, model.cfg.ln_eps)
     return normalized
+
+
+def rotated_basis(acts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The rotated-basis null of a unit set, acts [..., u] -> [..., min(u, ROTATED_DIRECTIONS)]:
+    the same representation read along random orthonormal directions instead of the units."""
+    return rotate_units(acts, random_rotation(acts.shape[-1], rng, ROTATED_DIRECTIONS))

@@ -10,15 +10,22 @@ from typing import Any
 
 ATTENTIONS = ("standard", "parameter-free")
 NORMS = ("pre", "post")
-ACT_FNS = ("relu", "gelu")
+# Activation names as TransformerLens, HF and PyTorch use them: "gelu" is the exact GELU,
+# x Φ(x) with the erf; "gelu_new" GPT-2's tanh approximation (HF's "gelu_new").
+ACT_FNS = ("relu", "gelu", "gelu_new")
 POS_EMBEDS = ("learned", "sinusoidal")
 # How initial weights are drawn (before `init_scale` multiplies them all):
 #   gpt2:    every weight N(0, 0.02²), biases 0, LayerNorm gain 1 and bias 0;
+#   gpt2-residual-scaled: GPT-2's own init, as HF's GPT2PreTrainedModel._init_weights does it:
+#            `gpt2`, except that the projections into the residual stream (attention W_O,
+#            HF's attn.c_proj, and MLP W_out, HF's mlp.c_proj) are N(0, (0.02 / sqrt(2 n_layers))²)
+#            (the GPT-2 paper's 1/sqrt(N) for N = 2 n_layers residual layers). Same draws in the
+#            same order as `gpt2`: W_O and W_out are `gpt2`'s divided by sqrt(2 n_layers);
 #   pytorch: PyTorch's defaults: embeddings N(0, 1), each linear weight and bias
 #            U(-1/sqrt(fan_in), 1/sqrt(fan_in)), LayerNorm gain 1 and bias 0;
 #   seed:    the seed's MiniGPT: embeddings, positions and unembed N(0, 0.1²),
 #            MLP weights He-normal N(0, 2/fan_in), biases 0.
-INITS = ("gpt2", "pytorch", "seed")
+INITS = ("gpt2", "gpt2-residual-scaled", "pytorch", "seed")
 DTYPES = ("float32", "float64")
 
 
@@ -34,7 +41,7 @@ class TransformerConfig:
     norm: str = "pre"
     ln_affine: bool = True
     final_ln: bool = True
-    act_fn: str = "gelu"
+    act_fn: str = "gelu_new"  # GPT-2's, as the default init is GPT-2's
     pos_embed: str = "learned"
     unembed_bias: bool = True
     causal: bool = True
@@ -175,9 +182,19 @@ PRESETS: dict[str, TransformerConfig] = {
         attention="standard", norm="post", ln_affine=True, final_ln=False,
         act_fn="relu", pos_embed="learned", unembed_bias=True, init="pytorch",
     ),
+    # GPT-2's architecture at toy size; its init draws every weight N(0, 0.02²), unscaled.
     "gpt2-style": TransformerConfig(
         vocab_size=10, d_model=64, n_layers=2, n_heads=4, d_mlp=256, n_ctx=16,
         attention="standard", norm="pre", ln_affine=True, final_ln=True,
-        act_fn="gelu", pos_embed="learned", unembed_bias=True, init="gpt2",
+        act_fn="gelu_new", pos_embed="learned", unembed_bias=True, init="gpt2",
+    ),
+    # TransformerLens's `gpt2` (GPT-2 small, 124M parameters plus an untied unembedding) with
+    # GPT-2's own init. float32, as TransformerLens and HF load it: in float64 its 163M
+    # parameters would take 1.3 GB. `Transformer.from_pretrained` reads the real weights.
+    "gpt2-small": TransformerConfig(
+        vocab_size=50257, d_model=768, n_layers=12, n_heads=12, d_mlp=3072, n_ctx=1024,
+        attention="standard", norm="pre", ln_affine=True, final_ln=True,
+        act_fn="gelu_new", pos_embed="learned", unembed_bias=False,
+        init="gpt2-residual-scaled", dtype="float32",
     ),
 }  # fmt: skip

@@ -40,6 +40,18 @@ def hook_names(cfg: TransformerConfig) -> list[str]:
     return names
 
 
+def stop_layer_for(names: Iterable[str], cfg: TransformerConfig) -> int | None:
+    """The smallest `stop_at_layer` whose forward pass reaches every named hook point: one more
+    than the last block named, 0 for the embeddings alone, None (run everything) for a hook
+    after the blocks (`ln_final.hook_normalized`)."""
+    names = list(names)
+    check_names(names, cfg)
+    if any(not name.startswith(("blocks.", "hook_")) for name in names):
+        return None
+    return max((int(name.split(".")[1]) + 1 for name in names if name.startswith("blocks.")),
+               default=0)  # fmt: skip
+
+
 def check_names(names: Iterable[str], cfg: TransformerConfig) -> None:
     """Raise ValueError for any name that is not a hook point, listing the nearest real ones."""
     known = hook_names(cfg)

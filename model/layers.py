@@ -6,6 +6,8 @@ to gradients of the same shape. Layers with hook points take `hook(name, value) 
 which may record or replace an activation; the backward pass uses whatever the hook returned.
 
 Shapes: B batch, T positions, d d_model, H heads, dh d_head, M d_mlp, V vocab.
+
+Besides NumPy, model/ imports `scipy.special.erf` for the exact GELU (scipy is a core dependency).
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+from scipy.special import erf
 
 Hook = Callable[[str, np.ndarray], np.ndarray]
 # Python floats, not NumPy scalars: a float64 NumPy scalar would turn float32 arrays float64.
 GELU_C = math.sqrt(2.0 / math.pi)
 GELU_CUBIC = 0.044715
+SQRT_HALF = math.sqrt(0.5)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 def no_hook(name: str, value: np.ndarray) -> np.ndarray:
@@ -252,7 +257,36 @@ def relu_backward(dout: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def gelu_forward(x: np.ndarray):
-    """GELU, tanh approximation (GPT-2's): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x³))).
+    """GELU, exact ("gelu" in TransformerLens, HF and PyTorch): x Φ(x) = 0.5 x (1 + erf(x / √2)).
+
+    The erf is kept for the backward pass: (out, (x, erf))."""
+    erf_term = x * SQRT_HALF
+    erf(erf_term, out=erf_term)
+    out = erf_term + 1
+    out *= x
+    out *= 0.5
+    return out, (x, erf_term)
+
+
+def gelu_backward(dout: np.ndarray, cache) -> np.ndarray:
+    """dout * [Φ(x) + x φ(x)] = dout * [0.5 (1 + erf(x / √2)) + x exp(-x² / 2) / √(2π)]."""
+    x, erf_term = cache
+    density = x * x
+    density *= -0.5
+    np.exp(density, out=density)
+    density *= x
+    density *= INV_SQRT_2PI
+    grad = erf_term + 1
+    grad *= 0.5
+    grad += density
+    grad *= dout
+    return grad
+
+
+def gelu_new_forward(x: np.ndarray):
+    """GELU, tanh approximation (GPT-2's; "gelu_new" in TransformerLens and HF):
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x³))).
+
 
     The tanh is kept for the backward pass: (out, (x, tanh))."""
     tanh = x * x
@@ -267,7 +301,7 @@ def gelu_forward(x: np.ndarray):
     return out, (x, tanh)
 
 
-def gelu_backward(dout: np.ndarray, cache) -> np.ndarray:
+def gelu_new_backward(dout: np.ndarray, cache) -> np.ndarray:
     """dout * [0.5 (1 + t) + 0.5 x (1 - t²) sqrt(2/pi) (1 + 3 * 0.044715 x²)], t the tanh."""
     x, tanh = cache
     inner_slope = x * x
@@ -285,7 +319,11 @@ def gelu_backward(dout: np.ndarray, cache) -> np.ndarray:
     return grad
 
 
-ACTIVATIONS = {"relu": (relu_forward, relu_backward), "gelu": (gelu_forward, gelu_backward)}
+ACTIVATIONS = {
+    "relu": (relu_forward, relu_backward),
+    "gelu": (gelu_forward, gelu_backward),
+    "gelu_new": (gelu_new_forward, gelu_new_backward),
+}
 
 
 def mlp_forward(x: np.ndarray, params: dict, act_fn: str, hook: Hook):

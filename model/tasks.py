@@ -8,6 +8,7 @@ problem, whatever the seed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,6 +43,17 @@ class Task:
         loss_mask = np.zeros((batch_size, self.n_ctx), dtype=bool)
         loss_mask[:, self.scored_from - 1 :] = True
         return sequences[:, :-1], sequences[:, 1:], loss_mask
+
+    def on_tokens(self, ids) -> Task:
+        """The same task with token i written as token ids[i]: e.g. a model's token panel, the
+        task's 10 tokens as 10 ids of a larger vocabulary. Identity ids give the same task."""
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or len(ids) < self.vocab_size or len(set(ids.tolist())) != len(ids):
+            raise ValueError(f"need {self.vocab_size} distinct token ids, got {ids.tolist()}")
+        make = self.make
+        return dataclasses.replace(
+            self, vocab_size=int(ids.max()) + 1, make=lambda rng, n: ids[make(rng, n)]
+        )
 
     def is_held_out(self, sequences: np.ndarray) -> np.ndarray:
         """[n] bool: whether each problem (its first `input_len` tokens) is a test problem."""

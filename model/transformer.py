@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,8 +22,11 @@ from mechclaims.model.hooks import (
 )
 
 CONFIG_KEY = "__config__"
+FORMAT_KEY, FORMAT_VERSION = "__format__", 2  # .npz format; 2: act_fn names as TransformerLens's
+SEED_KEY = "__seed__"  # the seed the weights were first drawn with, if known (training keeps it)
 CHUNK_TOKENS = 2048  # forward passes over more tokens than this run in chunks (see run_with_cache)
 KEPT_SHARE_FOR_CHUNKS = 4  # ... if they keep at most a quarter of the hook points
+RETURN_TYPES = ("logits", None)  # run_with_cache's outputs, as TransformerLens names them
 
 
 # ---------------------------------------------------------------- parameters
@@ -73,8 +77,11 @@ def _draw(name: str, shape: tuple[int, ...], cfg: TransformerConfig, rng) -> np.
     is_bias = kind.startswith("b_")
     is_embedding = kind in ("W_E", "W_pos")
     fan_in = cfg.d_mlp if kind in ("W_out", "b_out") else cfg.d_model
-    if cfg.init == "gpt2":
-        return np.zeros(shape) if is_bias else rng.normal(0.0, 0.02, shape)
+    if cfg.init in ("gpt2", "gpt2-residual-scaled"):
+        if is_bias:
+            return np.zeros(shape)
+        into_residual = cfg.init == "gpt2-residual-scaled" and kind in ("W_O", "W_out")
+        return rng.normal(0.0, 0.02 / np.sqrt(2 * cfg.n_layers) if into_residual else 0.02, shape)
     if cfg.init == "pytorch":
         if is_embedding:
             return rng.normal(0.0, 1.0, shape)
@@ -198,6 +205,15 @@ class Transformer:
         self._pos_table = self._fixed_positions()
 
     @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, dtype: str | None = None) -> Transformer:
+        """A checkpoint you already have on disk (nothing is downloaded): an HF GPT-2-family
+        directory (config.json + model.safetensors; float32 unless `dtype` says otherwise) or
+        our own `.npz`. See model/pretrained.py for what is honoured and what is refused."""
+        from mechclaims.model import pretrained  # it imports this module
+
+        return pretrained.load(path, dtype)
+
+    @classmethod
     def from_params(cls, cfg: TransformerConfig, params: dict[str, np.ndarray]) -> Transformer:
         """A model with the given weights; every name, shape and value is checked."""
         model = cls.__new__(cls)
@@ -218,8 +234,17 @@ class Transformer:
         """Logits [batch, pos, vocab] for integer tokens [batch, pos]."""
         return self.run_with_cache(tokens, names_filter=())[0]
 
-    def run_with_cache(self, tokens, names_filter=None):
-        """(logits, cache): the activations at every hook point the filter selects.
+    def run_with_cache(self, tokens, names_filter=None, stop_at_layer=None, return_type="logits"):
+        """(output, cache): the activations at every hook point the filter selects.
+
+        The output is, as TransformerLens's forward returns it:
+        - the logits [B,T,V] (`return_type="logits"`);
+        - None with `return_type=None`: the final LayerNorm runs (its hook fires) but the
+          unembedding is not computed;
+        - with `stop_at_layer=n`, the residual stream after block n-1 [B,T,d] (embeddings plus
+          positions for n=0), whatever `return_type`: only blocks 0..n-1 run, and neither the
+          final LayerNorm nor the unembedding; hooks of later blocks do not fire, and are not in
+          the cache. A negative n counts from the end (-1: every block but the last).
 
         A large batch that keeps few activations runs in chunks of about CHUNK_TOKENS tokens,
         concatenated: the same numbers, with temporaries small enough to stay in cache. Not
@@ -228,24 +253,43 @@ class Transformer:
         """
         tokens = self.check_tokens(tokens)
         keep = names_predicate(names_filter, self.cfg)
+        n_blocks = self._blocks_to_run(stop_at_layer)
+        output = _checked_return_type(return_type)
+        if stop_at_layer is not None:
+            output = "resid"  # TransformerLens returns the residual stream, whatever return_type
         names = self.hook_names()
         few_kept = sum(map(keep, names)) * KEPT_SHARE_FOR_CHUNKS <= len(names)
         whole = self._hooks or not few_kept
         chunk = tokens.shape[0] if whole else max(1, CHUNK_TOKENS // tokens.shape[1])
-        results = [self._run_chunk(tokens[start : start + chunk], keep)
+        results = [self._run_chunk(tokens[start : start + chunk], keep, n_blocks, output)
                    for start in range(0, tokens.shape[0], chunk)]  # fmt: skip
         if len(results) == 1:
             return results[0]
-        logits = np.concatenate([chunk_logits for chunk_logits, _ in results])
+        outputs = [chunk_output for chunk_output, _ in results]
+        joined = None if output is None else np.concatenate(outputs)
         kept = results[0][1]
         cache = {name: np.concatenate([part[name] for _, part in results]) for name in kept}
-        return logits, cache
+        return joined, cache
 
-    def _run_chunk(self, tokens: np.ndarray, keep):
+    def _blocks_to_run(self, stop_at_layer) -> int:
+        """How many blocks a forward pass with this `stop_at_layer` runs."""
+        n_layers = self.cfg.n_layers
+        if stop_at_layer is None:
+            return n_layers
+        if isinstance(stop_at_layer, bool) or not isinstance(stop_at_layer, (int, np.integer)):
+            raise TypeError(f"stop_at_layer must be an int or None, got {stop_at_layer!r}")
+        if not -n_layers <= stop_at_layer <= n_layers:
+            raise ValueError(
+                f"stop_at_layer must lie in [-{n_layers}, {n_layers}] (n_layers={n_layers}), "
+                f"got {stop_at_layer}"
+            )
+        return int(stop_at_layer) if stop_at_layer >= 0 else n_layers + int(stop_at_layer)
+
+    def _run_chunk(self, tokens: np.ndarray, keep, n_blocks: int, output):
         no_cache = not self._hooks and keep is keep_nothing
         dispatch = layers.no_hook if no_cache else HookDispatcher(self._hooks, keep)
-        logits, _ = self._forward(tokens, dispatch, keep_caches=False)
-        return logits, ({} if no_cache else dispatch.cache)
+        out, _ = self._forward(tokens, dispatch, False, n_blocks, output)
+        return out, ({} if no_cache else dispatch.cache)
 
     def run_with_hooks(self, tokens, fwd_hooks: Iterable[tuple[str, HookFn]] = ()):
         """Logits with `fn(activation, hook_name)` run at each named hook point for this call."""
@@ -269,7 +313,10 @@ class Transformer:
         dlogits, _ = layers.cross_entropy_backward(1.0, loss_cache)
         return loss, self._backward(dlogits, caches)
 
-    def _forward(self, tokens: np.ndarray, hook, keep_caches: bool):
+    def _forward(self, tokens, hook, keep_caches: bool, n_blocks=None, output="logits"):
+        """The forward pass through `n_blocks` blocks (default all) to `output`: "logits", None
+        (no unembedding) or "resid" (the residual stream after block n_blocks - 1, no final LN).
+        Returns (output, caches), caches for the backward pass when `keep_caches`."""
         cfg, params = self.cfg, self.params
         batch, n_pos = tokens.shape
         embed, embed_cache = layers.embed_forward(tokens, params["embed.W_E"])
@@ -279,15 +326,19 @@ class Transformer:
             pos, pos_cache = layers.pos_embed_forward(self._pos_table, batch, n_pos)
         x = hook("hook_embed", embed) + hook("hook_pos_embed", pos)  # [B,T,d]
         block_caches = []
-        for layer in range(cfg.n_layers):
+        for layer in range(cfg.n_layers if n_blocks is None else n_blocks):
             x, cache = block_forward(x, _block_params(params, layer), cfg, hook, layer)
             block_caches.append(cache if keep_caches else None)
+        if output == "resid":
+            return x, None
         final_cache = None
         if cfg.final_ln:
             x, final_cache = layers.layer_norm_forward(
                 x, params.get("ln_final.w"), params.get("ln_final.b"), cfg.ln_eps
             )
             x = hook("ln_final.hook_normalized", x)
+        if output is None:
+            return None, None
         logits, unembed_cache = layers.unembed_forward(
             x, params["unembed.W_U"], params.get("unembed.b_U")
         )
@@ -367,17 +418,49 @@ class Transformer:
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as handle:
             config = np.array(json.dumps(self.cfg.to_dict()))
-            np.savez(handle, **{CONFIG_KEY: config}, **self.params)
+            header = {CONFIG_KEY: config, FORMAT_KEY: np.array(FORMAT_VERSION)}
+            if self.seed is not None:
+                header[SEED_KEY] = np.array(self.seed)
+            np.savez(handle, **header, **self.params)
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Transformer:
-        with np.load(path, allow_pickle=False) as data:
-            if CONFIG_KEY not in data.files:
-                raise ValueError(f"{path} holds no model config (key {CONFIG_KEY!r} missing)")
-            cfg = TransformerConfig(**json.loads(str(data[CONFIG_KEY])))
-            params = {name: data[name] for name in data.files if name != CONFIG_KEY}
-        return cls.from_params(cfg, params)
+        """A model written by `save`; a file that is not one is a one-line ValueError naming it.
+        Its `seed` is the seed its weights were first drawn with when the file records it (a
+        model trained by mechclaims does), else None.
+
+        Files of format 1 (no FORMAT_KEY: before the GELU names followed TransformerLens and
+        HF) called GPT-2's tanh GELU "gelu": they load with act_fn "gelu_new", the same function.
+        """
+        if Path(path).is_file() and not zipfile.is_zipfile(path):
+            raise ValueError(f"{path}: truncated or not an .npz file (no zip archive)")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if CONFIG_KEY not in data.files:
+                    raise ValueError(f"holds no model config (key {CONFIG_KEY!r} missing)")
+                config = json.loads(str(data[CONFIG_KEY]))
+                if FORMAT_KEY not in data.files and config.get("act_fn") == "gelu":
+                    config["act_fn"] = "gelu_new"
+                header = (CONFIG_KEY, FORMAT_KEY, SEED_KEY)
+                params = {name: data[name] for name in data.files if name not in header}
+                seed = int(data[SEED_KEY]) if SEED_KEY in data.files else None
+            model = cls.from_params(TransformerConfig(**config), params)
+            model.seed = seed
+            return model
+        except FileNotFoundError:
+            raise
+        except zipfile.BadZipFile as error:
+            raise ValueError(f"{path}: truncated or not an .npz file ({error})") from None
+        except (OSError, EOFError, ValueError, TypeError) as error:
+            raise ValueError(f"{path}: {error}") from None
+
+
+def _checked_return_type(return_type):
+    if return_type not in RETURN_TYPES:
+        allowed = ", ".join(map(repr, RETURN_TYPES))
+        raise ValueError(f"return_type must be one of {allowed}; got {return_type!r}")
+    return return_type
 
 
 def _add_grads(grads: dict, prefix: str, part_grads: dict) -> None:
@@ -402,5 +485,5 @@ def _checked_params(cfg: TransformerConfig, params: dict) -> dict[str, np.ndarra
             raise TypeError(f"parameter {name!r} must be numeric, got dtype {value.dtype}")
         if not np.all(np.isfinite(value)):
             raise ValueError(f"parameter {name!r} has non-finite values")
-        checked[name] = value.astype(cfg.dtype, copy=True)
+        checked[name] = value.astype(cfg.dtype, order="C", copy=True)
     return checked

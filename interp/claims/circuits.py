@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from mechclaims.interp.circuits import (
+    PairTally,
     concatenate_partitions,
     count_signed_pairs,
     distinct_sequences,
@@ -20,6 +21,7 @@ from mechclaims.interp.circuits import (
     upper_pairs,
 )
 from mechclaims.interp.inputs import all_sequences, distinct_prefix_rows, random_sequences
+from mechclaims.interp.sources import PANEL_SIZE, ModelSource
 from mechclaims.interp.stats import (
     correlation_matrix,
     correlation_p_value,
@@ -29,22 +31,38 @@ from mechclaims.interp.stats import (
     gaussian_features,
     random_rotation,
 )
-from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
+from mechclaims.interp.units import (
+    ROTATED_DIRECTIONS,
+    SEED_SEQ_LEN,
+    SEED_UNITS,
+    activations,
+    embedding_only,
+    unit_sets,
+)
+from mechclaims.interp.verdicts import seed_beyond
 from mechclaims.model.transformer import Transformer
 
 SEED_PRINTED_DIMS = np.arange(5)  # the seed printed partners of dimensions 0-4
+SEED_CIRCUIT_UNITS = 32  # the seed's `flatten()[:min(32, d_model)]`: position 0, dims 0-31
 SEED_SAMPLES = 500
+CONTEXT = SEED_SEQ_LEN  # positions the designs need
 SOURCES = ("network", "embedding", "rotated", "gaussian")
 POSITIONS = {"pos0": 0, "pos3": SEED_SEQ_LEN - 1}
 ABS_R_BINS = np.linspace(0.0, 1.0, 21)  # |r| histogram bins of the figures
+# The structure part's comparisons with nulls (margin rule): null -> (network's statistic, the
+# null's), measured on the same inputs: the strong-pair rate at the last position.
+BEYOND = {null: ("pos3_network_rate", f"pos3_{null}_rate") for null in SOURCES[1:]}
 
 
-def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
-    """The seed's measurement: r between residual dims at position 0 over 500 random sequences."""
-    model = Transformer(cfg, seed=seed)
-    tokens = random_sequences(np.random.default_rng([seed, 4, 0]), SEED_SAMPLES, cfg.vocab_size,
+def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
+    """The seed's measurement: r between residual dims at position 0 over 500 random sequences.
+    As its code did, the first min(32, d) entries of the flattened [positions, dims] output:
+    position 0's dimensions 0-31 (all of them when d <= 32)."""
+    model = source.model(seed)
+    tokens = random_sequences(np.random.default_rng([seed, 4, 0]), SEED_SAMPLES, PANEL_SIZE,
                               SEED_SEQ_LEN)  # fmt: skip
-    acts = activations(model, tokens, [SEED_UNITS])[SEED_UNITS.label][:, 0]  # [n,d] at position 0
+    acts = activations(model, source.tokens(tokens), [SEED_UNITS])[SEED_UNITS.label]  # [n,T,d]
+    acts = acts[:, 0, :SEED_CIRCUIT_UNITS]  # [n,min(32,d)] at position 0
     corr = correlation_matrix(acts)  # [d,d]
     partners = strongest_partners(corr, SEED_PRINTED_DIMS, thresholds["seed_print_r"])
     above, below = count_signed_pairs(corr, thresholds["strong_r"])
@@ -57,6 +75,7 @@ def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
         "printed_r": partners.r,
         "pairs_above": above,
         "pairs_below": below,
+        "pairs_beyond": above + below,
         "pairs": pairs,
         "chance_pairs_each_sign": float(chance_each_sign),
         "rows": SEED_SAMPLES,
@@ -66,35 +85,42 @@ def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
     }
 
 
-def controlled(cfg, seed: int, thresholds: dict) -> dict:
+def controlled(source: ModelSource, seed: int, thresholds: dict) -> dict:
     """Strong-pair rates of the network and its nulls at positions 0 and 3; opposing pairs'
     partition of held-out inputs at position 3."""
-    model = Transformer(cfg, seed=seed)
+    return controlled_on(source.model(seed), source, seed, thresholds)
+
+
+def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds: dict) -> dict:
+    """`controlled` on a given model of the source (e.g. a snapshot of its training)."""
     rng = np.random.default_rng([seed, 4, 1])
-    vocab = cfg.vocab_size
+    vocab = PANEL_SIZE
     first_rows = distinct_prefix_rows(vocab, SEED_SEQ_LEN, 0)
     first_tokens = all_sequences(vocab, SEED_SEQ_LEN)[first_rows]  # [V,L]
     sample = distinct_sequences(rng, thresholds["n_sequences"], vocab, SEED_SEQ_LEN)  # [n,L]
     tokens = np.concatenate([first_tokens, sample])  # [V+n, L]
     rows = {"pos0": slice(0, vocab), "pos3": slice(vocab, None)}
-    by_set = activations(model, tokens, unit_sets(model))  # {label: [V+n,L,units]}
-    embedding = embedding_only(model, tokens)  # [V+n,L,d]
-    rotations = {label: random_rotation(acts.shape[-1], rng) for label, acts in by_set.items()}
+    by_set = activations(model, source.tokens(tokens), unit_sets(model))  # {label: [V+n,L,u]}
+    embedding = embedding_only(model, source.tokens(tokens))  # [V+n,L,d]
+    rotations = {
+        label: random_rotation(acts.shape[-1], rng, ROTATED_DIRECTIONS)
+        for label, acts in by_set.items()
+    }
 
     result, figure_data = {}, {}
     for name, position in POSITIONS.items():
         n_effective = effective_sample_size(tokens[rows[name], : position + 1])
         features = {label: acts[rows[name], position] for label, acts in by_set.items()}
-        correlations = _source_correlations(
-            features, embedding[rows[name], position], rotations, rng
-        )
+        tallies = {kind: PairTally(n_effective, thresholds["strong_r"], thresholds["fdr"],
+                                   ABS_R_BINS) for kind in SOURCES}  # fmt: skip
+        _tally_sources(tallies, features, embedding[rows[name], position], rotations, rng)
         result[f"{name}_n_effective"] = n_effective
-        for source, matrices in correlations.items():
-            pairs = strong_pairs(matrices, n_effective, thresholds["strong_r"], thresholds["fdr"])
-            result[f"{name}_{source}_rate"] = pairs.rate
-            result[f"{name}_{source}_strong"] = int(pairs.strong.sum())
-            result[f"{name}_{source}_mean_r"] = float(pairs.r.mean())
-            figure_data[f"{name}_{source}_abs_r"] = np.histogram(np.abs(pairs.r), ABS_R_BINS)[0]
+        for kind, tally in tallies.items():
+            pairs = tally.summary()
+            result[f"{name}_{kind}_rate"] = pairs["rate"]
+            result[f"{name}_{kind}_strong"] = pairs["strong"]
+            result[f"{name}_{kind}_mean_r"] = pairs["mean_r"]
+            figure_data[f"{name}_{kind}_abs_r"] = pairs["abs_r"]
         if name == "pos0":
             seed_units = correlation_matrix(features[SEED_UNITS.label])  # [d,d]
             result.update(_seed_units_tested(seed_units, n_effective, thresholds))
@@ -109,9 +135,7 @@ def controlled(cfg, seed: int, thresholds: dict) -> dict:
     result.update(_partition_summary(partition))
     figure_data["partition_r"], figure_data["partition_share"] = partition.r, partition.share
 
-    result["holds_structure"] = bool(
-        all(result["pos3_network_rate"] > result[f"pos3_{null}_rate"] for null in SOURCES[1:])
-    )
+    result["holds_structure"] = seed_beyond(result, BEYOND, thresholds)
     result["holds_partition"] = bool(
         partition.r.size > 0 and result["partition_median_share"] >= thresholds["partition_share"]
     )
@@ -119,23 +143,19 @@ def controlled(cfg, seed: int, thresholds: dict) -> dict:
     return {"result": result, "figure_data": figure_data}
 
 
-def _source_correlations(
-    features: dict, embedding: np.ndarray, rotations: dict, rng: np.random.Generator
-) -> dict:
-    """{source: [correlation matrix per unit set]} for the network and its three nulls, each
-    null on as many inputs and units as the network."""
-    network = {label: correlation_matrix(acts) for label, acts in features.items()}
-    return {
-        "network": list(network.values()),
-        "embedding": [correlation_matrix(embedding)],
-        "rotated": [
-            rotated_correlation(network[label], acts.std(axis=0), rotations[label])
-            for label, acts in features.items()
-        ],
-        "gaussian": [
-            correlation_matrix(gaussian_features(*acts.shape, rng)) for acts in features.values()
-        ],
-    }
+def _tally_sources(
+    tallies: dict, features: dict, embedding: np.ndarray, rotations: dict, rng: np.random.Generator
+) -> None:
+    """Every pair of every unit set into each source's tally: the network and its three nulls,
+    each null on as many inputs (and units, but the rotated frame's) as the network; one unit
+    set's matrices in memory at a time (a gpt2-small MLP layer's is 3072 x 3072)."""
+    for label, acts in features.items():
+        network = correlation_matrix(acts)  # [u,u]
+        tallies["network"].add(network)
+        tallies["rotated"].add(rotated_correlation(network, acts.std(axis=0), rotations[label]))
+    tallies["embedding"].add(correlation_matrix(embedding))
+    for acts in features.values():
+        tallies["gaussian"].add(correlation_matrix(gaussian_features(*acts.shape, rng)))
 
 
 def _seed_units_tested(corr: np.ndarray, n_effective: int, thresholds: dict) -> dict:

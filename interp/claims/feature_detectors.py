@@ -16,28 +16,43 @@ from mechclaims.interp.detectors import (
     top_sequences,
 )
 from mechclaims.interp.inputs import balanced_sequences, random_sequences
+from mechclaims.interp.sources import PANEL_SIZE, ModelSource
 from mechclaims.interp.stats import (
     discovery_split,
     gaussian_features,
-    random_rotation,
-    rotate_units,
 )
-from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only, unit_sets
+from mechclaims.interp.units import (
+    SEED_SEQ_LEN,
+    SEED_UNITS,
+    activations,
+    embedding_only,
+    rotated_basis,
+    unit_sets,
+)
+from mechclaims.interp.verdicts import seed_beyond
 from mechclaims.model.transformer import Transformer
 
 SEED_DIM = 0  # the dimension the seed ranked sequences by
+CONTEXT = SEED_SEQ_LEN  # positions the designs need
 SOURCES = ("network", "embedding", "rotated", "gaussian")
+# The controlled reading's comparisons with nulls (margin rule): null -> (network's statistic,
+# the null's), measured on the same inputs. Beyond chance, and beyond the embedding alone.
+BEYOND = {
+    "gaussian": ("network_confirmed_fraction", "gaussian_confirmed_fraction"),
+    "embedding": ("network_median_holdout_d", "embedding_median_holdout_d"),
+}
 
 
-def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
-    """The seed's printout: the 5 random sequences on which dim 0 peaks, and what they share."""
-    model = Transformer(cfg, seed=seed)
+def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
+    """The seed's printout: the 5 random sequences on which dim 0 peaks, and what they share.
+    Tokens are panel indices (the seed's 0..9)."""
+    model = source.model(seed)
     tokens = random_sequences(np.random.default_rng([seed, 1, 0]), thresholds["seed_samples"],
-                              cfg.vocab_size, SEED_SEQ_LEN)  # fmt: skip
-    acts = activations(model, tokens, [SEED_UNITS])[SEED_UNITS.label]  # [n,T,d]
+                              PANEL_SIZE, SEED_SEQ_LEN)  # fmt: skip
+    acts = activations(model, source.tokens(tokens), [SEED_UNITS])[SEED_UNITS.label]  # [n,T,d]
     responses = acts[..., SEED_DIM].max(axis=1)  # [n]
     top = top_sequences(responses, thresholds["seed_top"])  # [k]
-    token, position, count = most_shared_feature(tokens[top], cfg.vocab_size)
+    token, position, count = most_shared_feature(tokens[top], PANEL_SIZE)
     return {
         "top_sequences": tokens[top].tolist(),
         "top_activations": responses[top],
@@ -48,43 +63,44 @@ def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
     }
 
 
-def controlled(cfg, seed: int, thresholds: dict) -> dict:
+def controlled(source: ModelSource, seed: int, thresholds: dict) -> dict:
     """Confirmed detectors and held-out effects of the network's units and of three nulls."""
-    model = Transformer(cfg, seed=seed)
+    return controlled_on(source.model(seed), source, seed, thresholds)
+
+
+def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds: dict) -> dict:
+    """`controlled` on a given model of the source (e.g. a snapshot of its training)."""
     rng = np.random.default_rng([seed, 1, 1])
-    tokens = balanced_sequences(rng, thresholds["n_sequences"], cfg.vocab_size, SEED_SEQ_LEN)
+    tokens = balanced_sequences(rng, thresholds["n_sequences"], PANEL_SIZE, SEED_SEQ_LEN)
     split = discovery_split(len(tokens), thresholds["discovery_fraction"], rng)
-    by_set = activations(model, tokens, unit_sets(model))  # {label: [n,T,units]}
-    network = np.concatenate(list(by_set.values()), axis=-1)  # [n,T,U], L0 resid first
+    by_set = activations(model, source.tokens(tokens), unit_sets(model))  # {label: [n,T,units]}
+    network = np.concatenate([acts.max(axis=1) for acts in by_set.values()], axis=-1)  # [n,U]
     responses = {  # [n,U] per source: max over positions, the seed's response
-        "network": network.max(axis=1),
-        "embedding": embedding_only(model, tokens).max(axis=1),
+        "network": network,  # L0 resid first
+        "embedding": embedding_only(model, source.tokens(tokens)).max(axis=1),
         "rotated": np.concatenate(
-            [rotate_units(acts, random_rotation(acts.shape[-1], rng)) for acts in by_set.values()],
+            [rotated_basis(acts, rng).max(axis=1) for acts in by_set.values()],
             axis=-1,
-        ).max(axis=1),
+        ),
         # i.i.d. Gaussian responses on the same sequences: no dependence on any token
         "gaussian": gaussian_features(len(tokens), network.shape[-1], rng),
     }
     result = {}
-    for name, source in responses.items():
-        test = detector_test(source, tokens, cfg.vocab_size, split, rng,
+    for name, values in responses.items():
+        test = detector_test(values, tokens, PANEL_SIZE, split, rng,
                              thresholds["n_permutations"])  # fmt: skip
         confirmed = test.confirmed(thresholds["fdr"], thresholds["min_effect"])
         result[f"{name}_confirmed_fraction"] = float(confirmed.mean())
         result[f"{name}_median_holdout_d"] = float(np.median(test.holdout_d))
         if name == "network":  # the seed's dim 0, as the controlled test sees it
-            position, token = divmod(int(test.feature[SEED_DIM]), cfg.vocab_size)
+            position, token = divmod(int(test.feature[SEED_DIM]), PANEL_SIZE)
             result["dim0_feature"] = f"token {token} at position {position}"
             result["dim0_holdout_d"] = float(test.holdout_d[SEED_DIM])
             result["dim0_confirmed"] = bool(confirmed[SEED_DIM])
-    result["holds"] = bool(
-        result["network_confirmed_fraction"] > result["gaussian_confirmed_fraction"]
-        and result["network_median_holdout_d"] > result["embedding_median_holdout_d"]
-    )
+    result["holds"] = seed_beyond(result, BEYOND, thresholds)
     return result
 
 
-def chance_of_shared_top_feature(cfg, thresholds: dict) -> float:
-    return chance_of_shared_feature(cfg.vocab_size, SEED_SEQ_LEN, thresholds["seed_top"],
+def chance_of_shared_top_feature(thresholds: dict) -> float:
+    return chance_of_shared_feature(PANEL_SIZE, SEED_SEQ_LEN, thresholds["seed_top"],
                                     thresholds["seed_min_shared"])  # fmt: skip

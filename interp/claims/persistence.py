@@ -7,6 +7,8 @@ broker can run them in this process or anywhere else; the claim's tests record a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from mechclaims.interp.inputs import balanced_sequences, family_sequences, random_sequences
@@ -18,23 +20,28 @@ from mechclaims.interp.persistence import (
     overlap_test,
     rank_agreement,
     rank_correlation,
+    tracked_persistence,
     train_from_init,
 )
 from mechclaims.interp.selectivity import selectivity_test
+from mechclaims.interp.sources import PANEL_SIZE, ModelSource
 from mechclaims.interp.units import activations, embedding_only, unit_sets
 from mechclaims.model.tasks import PATTERN_FAMILIES, get_task
-from mechclaims.model.train import TrainSettings, config_for_task
+from mechclaims.model.train import TrainSettings
 from mechclaims.model.transformer import Transformer
 
 TASK = "patterns"
 FACTORS = ("token", "position")
 CURVE_SEEDS = 3  # loss curves drawn per preset
 CHANCE = 0.1  # next-token accuracy of a uniform guess over the 10 tokens
+NOTEBOOK_LENGTH = 8  # the notebook measured selectivity on random sequences of length 8
+CONTEXT = NOTEBOOK_LENGTH  # positions the designs need (training needs the task's 7)
 
 
-def training(cfg, seed: int, thresholds: dict) -> TrainedPair:
-    """The model of (cfg, seed) and its copy trained on the task, by the registry's budget."""
-    task = get_task(TASK)
+def training(source: ModelSource, seed: int, thresholds: dict) -> TrainedPair:
+    """The model of (source, seed) and its copy trained on the task (its tokens written as the
+    source's panel), by the registry's budget."""
+    task = get_task(TASK).on_tokens(source.panel)
     settings = TrainSettings(
         steps=thresholds["train_steps"],
         batch_size=thresholds["train_batch_size"],
@@ -43,49 +50,98 @@ def training(cfg, seed: int, thresholds: dict) -> TrainedPair:
         seed=seed,
     )
     families = {
-        name: members
-        for name, members in family_sequences(task.vocab_size, task.seq_len).items()
+        name: source.tokens(members)
+        for name, members in family_sequences(PANEL_SIZE, task.seq_len).items()
         if name in PATTERN_FAMILIES
     }
-    model = Transformer(config_for_task(cfg, task), seed=seed)
-    return train_from_init(model, task, settings, families)
+    return train_from_init(source.model(seed), task, settings, families)
 
 
-def measure(cfg, seed: int, thresholds: dict) -> dict:
-    """Both readings of one (cfg, seed), from one training: {"seed_protocol": ...,
+def measure(source: ModelSource, seed: int, thresholds: dict) -> dict:
+    """Both readings of one (source, seed), from one training: {"seed_protocol": ...,
     "controlled": ..., "structured_accuracy": mean trained accuracy over the families}."""
-    pair = training(cfg, seed, thresholds)
+    pair = training(source, seed, thresholds)
     return {
-        "seed_protocol": seed_protocol(pair, seed, thresholds),
-        "controlled": controlled(pair, seed, thresholds),
+        "seed_protocol": seed_protocol(pair, source, seed, thresholds),
+        "controlled": controlled(pair, source, seed, thresholds),
         "structured_accuracy": float(np.mean(list(pair.trained_accuracy.values()))),
     }
 
 
-def mlp_activations(model: Transformer, tokens: np.ndarray) -> np.ndarray:
-    """Every MLP neuron of every layer: [n, T, U]."""
+@dataclass(frozen=True)
+class ModelPair:
+    """A model and its initialization: what the controlled reading compares."""
+
+    initial: Transformer
+    trained: Transformer
+
+
+def against_init(source: ModelSource, seed: int, thresholds: dict) -> dict:
+    """The controlled reading for a given model (a checkpoint, or one of its baselines): its
+    own initialization, rebuilt from `source.init_seed`, against the model itself; `seed`
+    draws the inputs. A baseline (a random init of the config) in place of the trained model
+    gives what a model unrelated to the initialization shares with it: persistence by chance."""
+    if source.init_seed is None:
+        raise ValueError(
+            "claim 6 needs the model's own initialization; this checkpoint does not record the "
+            "seed its weights were drawn with (mechclaims' trainer records it)"
+        )
+    pair = ModelPair(Transformer(source.cfg, seed=source.init_seed), source.model(seed))
+    return controlled(pair, source, seed, thresholds)
+
+
+def mlp_activations(model: Transformer, tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """{layer's label: its MLP neurons [n, T, d_mlp]}, every layer."""
     sets = [unit_set for unit_set in unit_sets(model) if unit_set.label.endswith("mlp")]
-    return np.concatenate(list(activations(model, tokens, sets).values()), axis=-1)
+    return activations(model, tokens, sets)
 
 
-def seed_protocol(pair: TrainedPair, seed: int, thresholds: dict) -> dict:
-    """The notebook's ANOVA rule before and after training, on the same random sequences."""
-    tokens = random_sequences(np.random.default_rng([seed, 6, 0]), thresholds["seed_samples"],
-                              pair.initial.cfg.vocab_size, get_task(TASK).n_ctx)  # fmt: skip
-    result = {}
-    for stage, model in (("init", pair.initial), ("trained", pair.trained)):
-        measured = notebook_selectivity(mlp_activations(model, tokens), tokens,
-                                        thresholds["seed_alpha"])  # fmt: skip
-        result[f"{stage}_token_share"] = float(measured.token_selective.mean())
-        result[f"{stage}_position_share"] = float(measured.position_selective.mean())
-        result[f"{stage}_both_share"] = float(measured.both_selective.mean())
+def seed_protocol(pair: TrainedPair, source: ModelSource, seed: int, thresholds: dict) -> dict:
+    """The notebook's two measurements, as its code made them (per layer of MLP neurons, one-way
+    ANOVA by token and by position, significant if p < seed_alpha / d_mlp):
+    (a) `discover_features_comprehensive` at init on `seed_samples` random sequences of length
+        8: the share of neurons both token- and position-selective ("all MLP neurons are");
+    (b) `train_and_track`: per layer and factor, the `track_top` significant neurons of largest
+        eta² at init (on `track_samples` sequences), re-measured after training on fresh ones
+        (eta² if still significant, else 0), maintained if above `maintained_eta2` and above
+        `maintained_ratio` of the initial eta²; persistence, the share maintained."""
+    rng = np.random.default_rng([seed, 6, 0])
+    discovery, before, after = (
+        random_sequences(rng, thresholds[key], PANEL_SIZE, NOTEBOOK_LENGTH)
+        for key in ("seed_samples", "track_samples", "track_samples")
+    )
+    alpha = thresholds["seed_alpha"]
+    at_init = notebook_layers(pair.initial, source, discovery, alpha)
+    both = np.concatenate([layer.both_selective for layer in at_init])
+    result = {"init_both_share": float(both.mean()), "neurons": int(both.size)}
+    for factor in FACTORS:
+        eta2 = np.concatenate([getattr(layer, f"{factor}_eta2") for layer in at_init])
+        result[f"init_{factor}_share"] = float(
+            np.mean(np.concatenate([getattr(layer, f"{factor}_selective") for layer in at_init]))
+        )
+        result[f"init_{factor}_eta2_range"] = [float(eta2.min()), float(eta2.max())]
+        result[f"init_{factor}_eta2"] = eta2
+    initial = notebook_layers(pair.initial, source, before, alpha)
+    trained = notebook_layers(pair.trained, source, after, alpha)
+    rates = []
+    for layer, (start, end) in enumerate(zip(initial, trained, strict=True)):
         for factor in FACTORS:
-            eta2 = getattr(measured, f"{factor}_eta2")
-            result[f"{stage}_{factor}_eta2_range"] = [float(eta2.min()), float(eta2.max())]
-            result[f"{stage}_{factor}_eta2"] = eta2
-    result["neurons"] = int(measured.token_eta2.size)
+            tracked = tracked_persistence(start, end, factor, thresholds["track_top"],
+                                          thresholds["maintained_eta2"],
+                                          thresholds["maintained_ratio"])  # fmt: skip
+            result[f"L{layer}_{factor}_persistence"] = tracked.persistence
+            result[f"L{layer}_{factor}_tracked"] = tracked.units
+            if tracked.persistence is not None:
+                rates.append(tracked.persistence)
+    result["persistence"] = float(np.mean(rates)) if rates else None
     result.update(training_summary(pair))
     return result
+
+
+def notebook_layers(model, source: ModelSource, tokens: np.ndarray, alpha: float) -> list:
+    """The notebook's ANOVA rule, layer by layer (its Bonferroni counts one layer's neurons)."""
+    by_layer = mlp_activations(model, source.tokens(tokens))  # {label: [n,T,d_mlp]}
+    return [notebook_selectivity(acts, tokens, alpha) for acts in by_layer.values()]
 
 
 def training_summary(pair: TrainedPair) -> dict:
@@ -104,18 +160,21 @@ def training_summary(pair: TrainedPair) -> dict:
     return summary
 
 
-def controlled(pair: TrainedPair, seed: int, thresholds: dict) -> dict:
+def controlled(
+    pair: TrainedPair | ModelPair, source: ModelSource, seed: int, thresholds: dict
+) -> dict:
     """Selective sets and eta² at init (discovery design) and after training (held-out design),
     against random matching of neurons; the retest and embedding-alone comparisons."""
-    vocab, length = pair.initial.cfg.vocab_size, get_task(TASK).n_ctx
+    length = get_task(TASK).n_ctx
     rng = np.random.default_rng([seed, 6, 1])
-    discovery = balanced_sequences(rng, thresholds["n_sequences"], vocab, length)
-    heldout = heldout_balanced_sequences(discovery, rng, thresholds["n_sequences"], vocab)
-    init = factor_selectivity(mlp_activations(pair.initial, discovery), discovery, rng, thresholds)
-    trained = factor_selectivity(mlp_activations(pair.trained, heldout), heldout, rng, thresholds)
-    retest = eta2_by_factor(mlp_activations(pair.initial, heldout), heldout)  # [2,U]
-    embedding_init = eta2_by_factor(embedding_only(pair.initial, discovery), discovery)  # [2,d]
-    embedding_trained = eta2_by_factor(embedding_only(pair.trained, heldout), heldout)  # [2,d]
+    discovery = balanced_sequences(rng, thresholds["n_sequences"], PANEL_SIZE, length)
+    heldout = heldout_balanced_sequences(discovery, rng, thresholds["n_sequences"], PANEL_SIZE)
+    seen_before, seen_after = source.tokens(discovery), source.tokens(heldout)
+    init = factor_selectivity(all_mlp(pair.initial, seen_before), discovery, rng, thresholds)
+    trained = factor_selectivity(all_mlp(pair.trained, seen_after), heldout, rng, thresholds)
+    retest = eta2_by_factor(all_mlp(pair.initial, seen_after), heldout)  # [2,U]
+    embedding_init = eta2_by_factor(embedding_only(pair.initial, seen_before), discovery)  # [2,d]
+    embedding_trained = eta2_by_factor(embedding_only(pair.trained, seen_after), heldout)  # [2,d]
     result, holds = {"neurons": int(init["token"].size)}, []
     for i, factor in enumerate(FACTORS):
         overlap = overlap_test(init[f"{factor}_selective"], trained[f"{factor}_selective"])
@@ -144,6 +203,11 @@ def controlled(pair: TrainedPair, seed: int, thresholds: dict) -> dict:
         )
     result["holds"] = bool(all(holds))
     return result
+
+
+def all_mlp(model: Transformer, tokens: np.ndarray) -> np.ndarray:
+    """Every MLP neuron of every layer: [n, T, U]."""
+    return np.concatenate(list(mlp_activations(model, tokens).values()), axis=-1)
 
 
 def factor_selectivity(acts, tokens, rng, thresholds: dict) -> dict:

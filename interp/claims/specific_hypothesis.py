@@ -10,37 +10,43 @@ from __future__ import annotations
 import numpy as np
 
 from mechclaims.interp.detectors import (
-    first_blocks,
     glass_delta_interval,
     token_effect_test,
     token_effects,
 )
 from mechclaims.interp.inputs import all_sequences, distinct_prefix_rows, random_sequences
+from mechclaims.interp.sources import PANEL_SIZE, ModelSource
 from mechclaims.interp.stats import (
     benjamini_hochberg,
     bh_adjust,
     glass_delta,
-    random_rotation,
-    rotate_units,
 )
-from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS, activations, embedding_only
-from mechclaims.model.transformer import Transformer
+from mechclaims.interp.units import (
+    SEED_SEQ_LEN,
+    SEED_UNITS,
+    activations,
+    embedding_only,
+    rotated_basis,
+)
 
 SEED_DIM, SEED_TOKEN, SEED_POSITION = 0, 7, 3  # the seed's hand-picked hypothesis
 HAND_PICKED = (SEED_POSITION, SEED_TOKEN, SEED_DIM)  # index into a family [T, V, d]
 FAMILY_ARRAYS = ("family_effects", "embedding_family_effects", "rotated_family_effects")
+CONTEXT = SEED_SEQ_LEN  # positions the designs need
 
 
-def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
-    """The seed's effect: 100 random sequences with token 7 at position 3, 100 with another."""
-    model = Transformer(cfg, seed=seed)
+def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
+    """The seed's effect: 100 random sequences with token 7 at position 3, 100 with another.
+    As the seed's code drew it, "another" is (7 + 1 + randint(0, 8)) % 10: never 6 nor 7."""
+    model = source.model(seed)
     rng = np.random.default_rng([seed, 2, 0])
-    n, vocab = thresholds["seed_samples"], cfg.vocab_size
-    with_token = random_sequences(rng, n, vocab, SEED_SEQ_LEN)
+    n = thresholds["seed_samples"]
+    with_token = random_sequences(rng, n, PANEL_SIZE, SEED_SEQ_LEN)
     with_token[:, SEED_POSITION] = SEED_TOKEN
-    without = random_sequences(rng, n, vocab, SEED_SEQ_LEN)
-    without[:, SEED_POSITION] = (SEED_TOKEN + rng.integers(1, vocab, n)) % vocab  # any other
-    acts = activations(model, np.vstack([with_token, without]), [SEED_UNITS])[SEED_UNITS.label]
+    without = random_sequences(rng, n, PANEL_SIZE, SEED_SEQ_LEN)
+    without[:, SEED_POSITION] = (SEED_TOKEN + 1 + rng.integers(0, PANEL_SIZE - 2, n)) % PANEL_SIZE
+    tokens = source.tokens(np.vstack([with_token, without]))
+    acts = activations(model, tokens, [SEED_UNITS])[SEED_UNITS.label]  # [2n,T,d]
     at_hypothesis = acts[:, SEED_POSITION, SEED_DIM]  # [2n]
     return {
         "effect": float(glass_delta(at_hypothesis[:n], at_hypothesis[n:])),
@@ -50,15 +56,15 @@ def seed_protocol(cfg, seed: int, thresholds: dict) -> dict:
     }
 
 
-def controlled(cfg, seed: int, thresholds: dict) -> dict:
+def controlled(source: ModelSource, seed: int, thresholds: dict) -> dict:
     """The hand-picked hypothesis on every sequence, tested within its family, with nulls."""
-    model = Transformer(cfg, seed=seed)
+    model, cfg = source.model(seed), source.cfg
     rng = np.random.default_rng([seed, 2, 1])
-    tokens = all_sequences(cfg.vocab_size, SEED_SEQ_LEN)  # [V^T,T]
-    acts = activations(first_blocks(model, 1), tokens, [SEED_UNITS])[SEED_UNITS.label]  # [n,T,d]
+    tokens = all_sequences(PANEL_SIZE, SEED_SEQ_LEN)  # [V^T,T] panel indices
+    acts = activations(model, source.tokens(tokens), [SEED_UNITS])[SEED_UNITS.label]  # [n,T,d]
     rows = _distinct_rows(cfg)
     tested = [
-        token_effect_test(acts[rows[p], p], tokens[rows[p], p], cfg.vocab_size, rng,
+        token_effect_test(acts[rows[p], p], tokens[rows[p], p], PANEL_SIZE, rng,
                           thresholds["n_permutations"])
         for p in range(SEED_SEQ_LEN)
     ]  # fmt: skip
@@ -70,9 +76,11 @@ def controlled(cfg, seed: int, thresholds: dict) -> dict:
     estimate = glass_delta_interval(at_hypothesis[with_token], at_hypothesis[~with_token],
                                     thresholds["confidence"])  # fmt: skip
     nulls = {
-        "embedding": _family_effects(embedding_only(model, tokens), tokens, rows, cfg),
+        "embedding": _family_effects(embedding_only(model, source.tokens(tokens)), tokens, rows),
         "rotated": _family_effects(
-            rotate_units(acts, random_rotation(acts.shape[-1], rng)), tokens, rows, cfg
+            rotated_basis(acts, rng),
+            tokens,
+            rows,
         ),
     }
     large = thresholds["min_effect"]
@@ -100,13 +108,13 @@ def _distinct_rows(cfg) -> list[np.ndarray]:
     """Per position p, the rows of all_sequences that hold distinct inputs at p: with a causal
     model the activation at p depends on x[:p+1] only, so 10^(p+1) rows; otherwise all."""
     if cfg.causal:
-        return [distinct_prefix_rows(cfg.vocab_size, SEED_SEQ_LEN, p) for p in range(SEED_SEQ_LEN)]
-    return [np.arange(cfg.vocab_size**SEED_SEQ_LEN)] * SEED_SEQ_LEN
+        return [distinct_prefix_rows(PANEL_SIZE, SEED_SEQ_LEN, p) for p in range(SEED_SEQ_LEN)]
+    return [np.arange(PANEL_SIZE**SEED_SEQ_LEN)] * SEED_SEQ_LEN
 
 
-def _family_effects(acts: np.ndarray, tokens: np.ndarray, rows, cfg) -> np.ndarray:
+def _family_effects(acts: np.ndarray, tokens: np.ndarray, rows) -> np.ndarray:
     """Glass's delta of every (position, token, unit) candidate: acts [n,T,d] -> [T,V,d]."""
     return np.stack(
-        [token_effects(acts[rows[p], p], tokens[rows[p], p], cfg.vocab_size)
+        [token_effects(acts[rows[p], p], tokens[rows[p], p], PANEL_SIZE)
          for p in range(SEED_SEQ_LEN)]
     )  # fmt: skip

@@ -124,7 +124,7 @@ from mechclaims.fixtures.plugin import measurements_of
 
 
 def pytest_collection_finish(session):
-    plan = {item.name: [[m.measure.__name__, m.source.d_model, m.source.init_scale, m.seed,
+    plan = {item.name: [[m.measure.__name__, m.source.cfg.d_model, m.source.cfg.init_scale, m.seed,
                          m.thresholds["n_sequences"]] for m in measurements_of(item)]
             for item in session.items}
     keys = {item.name: [m.key for m in measurements_of(item)] for item in session.items}

@@ -129,6 +129,8 @@ def test_a_worker_with_other_software_that_joins_later_fails_its_tasks_clearly(
         try:
             wait_until(lambda: calls(toy_project))  # measuring, on the one worker
             cluster.add_workers(1, pythonpath=other_mechclaims_version(tmp_path))
+            # Else the first worker might finish every task before the new one gets any.
+            kill_session(cluster.processes[1])  # [scheduler, first worker, new worker]
             output, _ = process.communicate(timeout=RUN_TIMEOUT_S)
         finally:
             kill_session(process)

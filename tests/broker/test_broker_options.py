@@ -110,7 +110,7 @@ def test_without_dask_a_cluster_is_a_usage_error_and_the_rest_runs(toy_project):
     cluster = run("--dask-workers", "2")
     assert cluster.returncode == pytest.ExitCode.USAGE_ERROR, cluster.stdout
     assert cluster.stderr.strip() == (
-        "ERROR: --dask-workers needs Dask (import of distributed halted; None in sys.modules): "
+        "ERROR: --dask-workers needs Dask (import of dask halted; None in sys.modules): "
         "pip install 'mechclaims[dask]'"
     )
     in_process = run()

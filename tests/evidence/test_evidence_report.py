@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import matplotlib.figure  # imported before pytester's inline runs, which would load a 2nd copy
@@ -140,10 +141,13 @@ def test_recorded_values_reach_every_output(pytester):
     html = (report / "index.html").read_text()
     for page in (markdown, html):
         assert "Alpha is below the threshold." in page
-        assert "0.4123" in page  # the statistic, shown with 4 significant digits
-        assert "alpha too large" in page
         assert "3/11 = 0.2727" in page  # 3 of 11 seeds pass for preset large
         assert "[0.09746, 0.5656]" in page  # and its Wilson 95% interval
+    # Per-seed values and messages: in index.html (collapsed), not in index.md, which links them.
+    for detail in ("0.4123", "alpha too large"):  # a statistic (4 significant digits), a message
+        assert detail in html
+        assert detail not in markdown
+    assert "[claims.csv](claims.csv)" in markdown
     assert re.search(r"\| alpha +\| test_alpha +\| +\| large +\| mixed +\| 3/11", markdown)
     assert re.search(r"<td>beta *</td><td>test_beta_refuted</td>(<td> *</td>)+<td>refuted", html)
 
@@ -309,7 +313,8 @@ def test_compare_reports_a_changed_verdict(pytester):
     result = run(pytester, "--evidence-compare", "before")
     result.stdout.fnmatch_lines(
         [
-            "evidence compared with before: 2 group verdicts or pass rates, 10 test outcomes, *",
+            "evidence compared with before: 0 verdicts of the matrix, 2 group verdicts or pass "
+            "rates, 10 test outcomes, *",
             "  alpha test_alpha [[]preset=large]: verdict supported -> mixed, "
             "pass rate 1.0 -> 0.272727272727",
             "  alpha test_alpha [[]preset=small]: verdict supported -> mixed, "
@@ -327,7 +332,7 @@ def test_compare_reports_a_changed_verdict(pytester):
     ]
     assert len(comparison["outcomes"]) == 10
     assert {c["value"] for c in comparison["values"]} == {"threshold"}
-    for page in ("index.md", "index.html"):
+    for page in ("index.md", "index.html", "summary.md"):
         assert "Changes since before" in (report / page).read_text()
     run(pytester)  # without a comparison, the stale compare.json goes
     assert not (report / "compare.json").exists()
@@ -442,13 +447,292 @@ def test_a_deciding_test_gives_the_claims_verdict_beside_the_seeds_pass_rate(pyt
     assert by_preset["large"]["verdict"] == "refuted"
     assert (by_preset["large"]["supported"], by_preset["large"]["decided"]) == (1, 4)
     assert by_preset["large"]["outcome"] == "failed"
-    index = (pytester.path / "reports" / "latest" / "index.md").read_text()
-    verdicts_section = index.split("## Verdicts", 1)[1].split("## Summary", 1)[0]
-    assert re.search(r"gamma\s*\|\s*small\s*\|\s*supported\s*\|\s*3/4", verdicts_section)
-    assert "the registry says supported" in verdicts_section
+    header, row = first_table(pytester.path / "reports" / "latest" / "index.md")
+    assert header == ["claim", "large", "small"]  # no description: groups sorted, claim ids
+    assert row == [
+        "**gamma**<br>“Gamma holds on most seeds.”",
+        "🔴 **refuted** 1/4<br>test failed: AssertionError: the registry says supported",
+        "🟢 **supported** 3/4",
+    ]
 
 
-def test_a_report_without_deciding_tests_has_no_verdicts_section(pytester):
+def test_a_report_without_deciding_tests_opens_with_every_groups_pass_rate(pytester):
     write_claims(pytester)
     run(pytester)
-    assert "## Verdicts" not in (pytester.path / "reports" / "latest" / "index.md").read_text()
+    header, *rows = first_table(pytester.path / "reports" / "latest" / "index.md")
+    assert header[:4] == ["claim", "test", "config", "preset"]
+    assert [row[:2] for row in rows] == [
+        ["alpha", "test_alpha"], ["alpha", "test_alpha"], ["beta", "test_beta"],
+        ["beta", "test_beta_refuted"], ["(unclaimed)", "test_unclaimed"],
+    ]  # fmt: skip
+
+
+def first_table(page: Path) -> list[list[str]]:
+    return tables_in(page.read_text())[0]
+
+
+def tables_in(markdown: str) -> list[list[list[str]]]:
+    """The Markdown tables of a text, each its header and rows as lists of stripped cells."""
+    tables = []
+    for block in markdown.split("\n\n"):
+        if block.startswith("|"):
+            header, _, *rows = block.splitlines()
+            tables.append([cells(line) for line in [header, *rows]])
+    return tables
+
+
+def cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip("|").split(" | ")]
+
+
+DESCRIBED_CONFTEST = """
+def pytest_evidence_claims(config):
+    return {
+        "readings": [
+            {"id": "seed", "name": "seed protocol", "supported": "reproduce"},
+            {"id": "controlled", "name": "controlled", "supported": "survive their nulls"},
+        ],
+        "groups": {"preset": ["small", "large"]},
+        "claims": [
+            {"id": "zeta", "title": "1. Zeta first", "statement": "zeta, as the seed said it",
+             "readings": {"seed": "What the seed's code did.",
+                          "controlled": "Zeta against a shuffled null."},
+             "thresholds": [{"name": "min_effect", "value": 0.5, "why": "a medium effect"}],
+             "expected": [{"reading": "controlled", "group": {"preset": "large"},
+                           "verdict": "refuted", "why": "the registry: it fails on large"}]},
+            {"id": "alpha", "title": "2. Alpha second", "statement": "alpha, as said"},
+        ],
+    }
+"""
+
+DESCRIBED_TESTS = """
+import pytest
+from matplotlib.figure import Figure
+
+PRESETS = ["large", "small"]  # sorted by name: the report must follow the described order
+ZETA_LARGE = "refuted"
+
+
+@pytest.fixture
+def model(preset):
+    if preset == "small":
+        raise RuntimeError("no model")
+
+
+@pytest.mark.claim("zeta/controlled", statement="Zeta holds beyond its null.")
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("seed", range(4))
+def test_zeta(evidence, preset, seed):
+    evidence.record(statistic=1000 + 10 * seed + (5 if preset == "large" else 0))
+    assert preset == "small" or seed == 0
+
+
+@pytest.mark.claim("zeta/controlled", statement="Zeta holds beyond its null.", decides=True)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_zeta_across_seeds(evidence, preset):
+    figure = Figure(figsize=(3, 2))
+    figure.subplots().plot([0, 1], [1, 0])
+    evidence.figure("effect by seed", figure)
+    assert figure.get_suptitle() == f"1. Zeta first\\ncontrolled · preset {preset}: effect by seed"
+    if preset == "small":
+        evidence.record(verdict="supported", holds_on=4, seeds_tested=4, why="held on 4 of 4",
+                        registry_check="reproduced")
+    else:
+        evidence.record(verdict=ZETA_LARGE, holds_on=1, seeds_tested=4, registry_check="consistent")
+
+
+@pytest.mark.claim("zeta/seed", statement="Zeta holds beyond its null.", decides=True)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_zeta_as_the_seed_did(evidence, preset):
+    registry = "supported" if preset == "small" else "refuted"
+    evidence.record(verdict="supported", holds_on=3, seeds_tested=4, registry_verdict=registry,
+                    why="the printout reproduces")
+    assert registry == "supported", "the registry says refuted"
+
+
+@pytest.mark.claim("alpha/seed", decides=True)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_alpha_as_the_seed_did(evidence, model, preset):
+    evidence.record(verdict="inconclusive", holds_on=2, seeds_tested=4, why="half the seeds")
+
+
+@pytest.mark.claim("alpha/controlled", decides=True)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_alpha_controlled(evidence, preset):
+    evidence.record(verdict="supported", summary=f"beats its null on {preset}")
+"""
+
+
+def write_described(pytester: pytest.Pytester, zeta_large: str = "refuted") -> None:
+    pytester.makeconftest(DESCRIBED_CONFTEST)
+    tests = DESCRIBED_TESTS.replace('ZETA_LARGE = "refuted"', f'ZETA_LARGE = "{zeta_large}"')
+    pytester.makepyfile(test_described=tests)
+
+
+def test_the_report_opens_with_the_verdict_matrix_in_the_described_order(pytester):
+    write_described(pytester)
+    run(pytester).assert_outcomes(passed=11, failed=4, errors=1)
+    report = pytester.path / "reports" / "latest"
+    markdown = (report / "index.md").read_text()
+    assert markdown.startswith(
+        "# Evidence report\n\n"
+        "1 of the 2 claims reproduce on at least one of the 2 presets (1 on all 2): "
+        "2 supported, 1 inconclusive, 1 error of 4 seed protocol verdicts. "
+        "2 of the 2 claims survive their nulls on at least one of the 2 presets (1 on all 2): "
+        "3 supported, 1 refuted of 4 controlled verdicts.\n\n"
+        "🟢 supported · 🔴 refuted · 🟡 inconclusive · ⚫ error: no evidence either way\n\n|"
+    )
+    assert first_table(report / "index.md") == [
+        ["claim", "seed protocol · small", "seed protocol · large",
+         "controlled · small", "controlled · large"],
+        ["**1. Zeta first**<br>“zeta, as the seed said it”",
+         "🟢 **supported** 3/4<br>the printout reproduces",
+         "🟢 **supported** 3/4<br>the registry says refuted<br>the printout reproduces",
+         "🟢 **supported** 4/4<br>held on 4 of 4",
+         "🔴 **refuted** 1/4<br>consistent, not decided on 4 seeds<br>"
+         "the registry: it fails on large"],
+        ["**2. Alpha second**<br>“alpha, as said”",
+         "⚫ **error**<br>test error: RuntimeError: no model",
+         "🟡 **inconclusive** 2/4<br>half the seeds",
+         "🟢 **supported** beats its null on small",
+         "🟢 **supported** beats its null on large"],
+    ]  # fmt: skip
+    assert (report / "summary.md").read_text() == markdown.split("\n\n## ", 1)[0] + "\n"
+
+    html = (report / "index.html").read_text()
+    assert html.index('<table id="verdicts">') < html.index("<table>")  # the first table
+    assert '<th colspan="2">seed protocol</th><th colspan="2">controlled</th>' in html
+    assert (
+        '<td class="tone-refuted" title="the registry: it fails on large"><strong>refuted'
+        "</strong> 1/4" in html
+    )
+    assert "<details><summary>why</summary>the registry: it fails on large</details>" in html
+
+
+def test_each_claim_has_a_section_with_readings_verdicts_figures_and_thresholds(pytester):
+    write_described(pytester)
+    run(pytester)
+    report = pytester.path / "reports" / "latest"
+    markdown = (report / "index.md").read_text()
+    sections = markdown.split("\n## ")[1:]
+    assert [section.splitlines()[0] for section in sections] == ["1. Zeta first", "2. Alpha second"]
+    zeta = sections[0]
+    for expected in (
+        "> zeta, as the seed said it",
+        "Tested as: Zeta holds beyond its null.",
+        "### Seed protocol\n\nWhat the seed's code did.",
+        "### Controlled\n\nZeta against a shuffled null.",
+        "| min_effect  | 0.5     | a medium effect |",
+        "[claims.csv](claims.csv)",
+    ):
+        assert expected in zeta, expected
+    assert zeta.index("### Seed protocol") < zeta.index("### Controlled") < zeta.index("Thresh")
+    captions = re.findall(r"!\[([^]]*)\]", zeta)
+    assert captions == ["preset small: effect by seed", "preset large: effect by seed"]
+    assert re.search(
+        r"\| large +\| 🔴 \*\*refuted\*\*<br>consistent, not decided on 4 seeds "
+        r"+\| 1/4 +\| \[0.04559, 0.6994\] +\| the registry: it fails on large",
+        zeta,
+    )
+    # Per-seed values stay out of index.md; they are in claims.csv and collapsed in index.html.
+    assert "1005" not in markdown
+    assert "1005" in (report / "claims.csv").read_text()
+    html = (report / "index.html").read_text()
+    details = "<details>\n<summary>1. Zeta first: per-seed values and test statistics</summary>"
+    assert "<td>1005</td>" in html.split(details, 1)[1]
+
+
+def test_a_comparison_shows_the_changed_verdicts_first_as_a_matrix(pytester):
+    write_described(pytester, zeta_large="inconclusive")
+    run(pytester, "--evidence-dir", "before")
+    write_described(pytester)
+    result = run(pytester, "--evidence-compare", "before")
+    result.stdout.fnmatch_lines(
+        [
+            "evidence compared with before: 1 verdicts of the matrix, *",
+            "  zeta/controlled [[]preset=large]: verdict inconclusive -> refuted",
+        ]
+    )
+    summary = (pytester.path / "reports" / "latest" / "summary.md").read_text()
+    changes = summary.split("## Changes since before\n\n", 1)[1]
+    assert changes.startswith("| claim ")  # the changed verdicts come first
+    assert tables_in(changes)[0][1:] == [
+        ["1. Zeta first", "supported", "supported", "supported", "🔴 **inconclusive → refuted**"],
+    ]
+    assert "1 verdicts of the matrix, " in changes
+
+
+def test_a_bad_description_is_a_usage_error(pytester):
+    pytester.makeconftest("def pytest_evidence_claims(config):\n    return {'claims': [1]}\n")
+    write_claims(pytester)
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: pytest_evidence_claims returned a bad result: each of 'claims' must be *"]
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_evidence_directory_that_cannot_be_created_is_a_usage_error_before_any_test(pytester):
+    pytester.makepyfile(test_ran="def test_ran():\n    open('ran', 'w').close()\n")
+    result = run(pytester, "--evidence-dir", "/proc/nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.stderr.lines[0] == (
+        "ERROR: --evidence-dir: /proc/nope cannot be created or written: No such file or directory"
+    )
+    assert not (pytester.path / "ran").exists()
+
+
+def test_a_report_that_cannot_be_written_at_the_end_goes_to_a_temporary_directory(pytester):
+    write_claims(pytester)
+    pytester.makepyfile(
+        test_zz_last="""
+        import shutil
+        from pathlib import Path
+
+        def test_the_disk_goes(evidence):
+            evidence.record(statistic=1)
+            shutil.rmtree("reports/latest")
+            Path("reports/latest").write_text("in the way")
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=16, failed=10, xfailed=1)
+    line = next(line for line in result.stdout.lines if line.startswith("evidence: could not"))
+    assert "NotADirectoryError" in line or "FileExistsError" in line
+    fallback = Path(line.rsplit(" the report was written to ", 1)[1].removesuffix(" instead"))
+    try:
+        assert fallback.name.startswith("evidence-")
+        tests = by_nodeid(results_of(fallback))
+        assert "test_zz_last.py::test_the_disk_goes" in tests
+        assert tests["test_claims.py::test_alpha[2-large]"]["values"]["statistic"] == 0.4123456789
+        assert (fallback / "index.md").is_file()
+        result.stdout.fnmatch_lines([f"evidence report: {fallback / 'index.md'}"])
+    finally:
+        shutil.rmtree(fallback)
+
+
+BROWSER_CHECK = """(async () => {
+    const decoded = await Promise.all([...document.images].map(
+        image => image.decode().then(() => image.naturalWidth > 0, () => false)));
+    const first = document.querySelector("table");
+    return {images: decoded, alts: [...document.images].map(image => image.alt),
+            first: first.id, bottom: first.getBoundingClientRect().bottom, screen: innerHeight,
+            tooltips: first.querySelectorAll("td[title]").length};
+})()"""
+
+
+def test_the_report_in_a_real_browser_opens_with_the_matrix_and_loads_every_image(
+    pytester, chromium
+):
+    write_described(pytester)
+    run(pytester)
+    report = pytester.path / "reports" / "latest"
+    chromium.open((report / "index.html").as_uri())
+    page = chromium.evaluate(BROWSER_CHECK)
+    assert page["first"] == "verdicts"  # the verdict matrix is the first table
+    assert page["bottom"] <= page["screen"]  # and all of it is on the first screen
+    assert page["tooltips"] == 5  # each of the 5 cells with a why shows it as a tooltip
+    assert page["alts"] == ["preset small: effect by seed", "preset large: effect by seed"]
+    assert page["images"] == [True, True]  # every image decodes
+    assert chromium.screenshot().startswith(PNG_SIGNATURE)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import re
-from pathlib import Path
+import tempfile
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 from scipy.stats import binomtest
 
+from mechclaims.evidence.descriptions import checked_descriptions
+from mechclaims.evidence.document import Cell
 from mechclaims.evidence.files import writability_problem
+from mechclaims.evidence.matrix import Decision, summary_sentences
 from mechclaims.evidence.outcomes import combined_outcome, phase_outcome
 from mechclaims.evidence.recorder import Evidence, figure_filename
+from mechclaims.evidence.report import check_note
 from mechclaims.evidence.results import record_order
 from mechclaims.evidence.stats import spread, wilson_interval
 from mechclaims.evidence.values import one_line, to_jsonable
@@ -125,7 +131,8 @@ def test_evidence_records_values_and_tables():
         (lambda e: e.record(seed=1), ValueError, "'seed' is taken"),
         (lambda e: e.record(outcome=1), ValueError, "'outcome' is taken"),
         (lambda e: e.record(statistic=2), ValueError, "already recorded"),
-        (lambda e: e.record(verdict="maybe"), ValueError, "verdict must be one of"),
+        (lambda e: e.record(verdict="Maybe so"), ValueError, "verdict must be one of"),
+        (lambda e: e.record(verdict=3), ValueError, "verdict must be one of"),
         (lambda e: e.record(model=object()), TypeError, "value 'model' has type object"),
         (lambda e: e.table("t", {"x": [1]}), TypeError, "DataFrame or a list of dicts"),
         (lambda e: e.figure("f", "not a figure"), TypeError, "matplotlib Figure"),
@@ -139,6 +146,19 @@ def test_evidence_rejects_bad_records(call, error, match):
         call(evidence)
 
 
+def test_a_figure_is_titled_and_one_that_cannot_be_saved_keeps_its_error(tmp_path):
+    blocked = tmp_path / "report"
+    blocked.write_text("a file where the evidence directory should be")
+    heading = "1. A claim\ncontrolled · preset small, seed 3"
+    evidence = Evidence("t.py::test[3]", {"seed": 3}, blocked, heading)
+    figure = Figure()
+    figure.suptitle("its own title")
+    evidence.figure("curve", figure)  # does not raise: the test's verdict still counts
+    assert figure.get_suptitle() == f"{heading}: curve\nits own title"
+    (entry,) = evidence.payload()["figures"]
+    assert entry["error"].startswith("NotADirectoryError")
+
+
 def test_figure_filenames_are_safe_and_unique():
     first, second = figure_filename("a/b.py::t[x]", "p q"), figure_filename("a/b.py::t[x]", "p/q")
     assert first != second
@@ -147,13 +167,72 @@ def test_figure_filenames_are_safe_and_unique():
         assert re.fullmatch(r"a_b\.py_t_x_-p_q-[0-9a-f]{10}\.png", name)
 
 
-def test_writability_problem(tmp_path, monkeypatch):
+def test_writability_problem_tries_the_directory_and_leaves_nothing(tmp_path, monkeypatch):
     file = tmp_path / "file"
     file.write_text("")
     assert writability_problem(tmp_path / "new" / "dir") is None
+    assert list(tmp_path.iterdir()) == [file]  # what the try created is gone again
     assert "existing file" in writability_problem(file)
-    assert "cannot be created" in writability_problem(file / "sub")
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    monkeypatch.setattr("os.access", lambda path, mode: Path(path) != locked)
-    assert "not writable" in writability_problem(locked / "report")
+    assert "cannot be created: " in writability_problem(file / "sub")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", full_disk)
+    full = tmp_path / "full" / "report"
+    assert writability_problem(full) == (
+        f"{full} cannot be created or written: No space left on device"
+    )
+    assert not (tmp_path / "full").exists()
+    assert writability_problem(full, try_it=False) is None  # an xdist worker does not try
+
+
+def decision(claim: str, reading: str, group: dict, verdict: str) -> Decision:
+    return Decision(claim, reading, group, {"verdict": verdict})
+
+
+def test_summary_sentences_count_claims_per_reading_and_name_none():
+    described = checked_descriptions(
+        {"readings": [{"id": "c", "name": "controlled", "supported": "survive their nulls"}]}
+    )
+    decisions = [
+        decision("a", "c", {"preset": "p"}, "refuted"),
+        decision("a", "c", {"preset": "q"}, "inconclusive"),
+        decision("b", "c", {"preset": "p"}, "refuted"),
+        decision("b", "c", {"preset": "q"}, "error"),
+        decision("a", "", {}, "supported"),  # an unnamed reading, undescribed, one group
+    ]
+    assert summary_sentences(decisions, described) == [
+        "None of the 2 claims survive their nulls on any of the 2 presets: "
+        "1 inconclusive, 2 refuted, 1 error of 4 controlled verdicts.",
+        "1 of the 1 claim are supported: 1 supported of 1 verdict.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("recorded", "note"),
+    [
+        ({"registry_check": "reproduced", "registry_verdict": "refuted"}, ""),
+        ({"registry_check": "consistent", "seeds_tested": 3}, "consistent, not decided on 3 seeds"),
+        ({"registry_check": "contradicted", "registry_verdict": "supported"},
+         "contradicts the registry: supported"),
+        ({"registry_check": "missing", "registry_verdict": "missing"}, "not in the registry"),
+        ({"registry_verdict": "missing"}, "not in the registry"),  # a judge without the check
+        ({"registry_verdict": "supported"}, "the registry says supported"),
+        ({"outcome": "failed", "message": "ValueError: none"}, "test failed: ValueError: none"),
+        ({}, ""),
+    ],
+)  # fmt: skip
+def test_a_cells_note_says_how_the_verdict_stands_to_the_registry(recorded, note):
+    entry = {"verdict": "refuted", "outcome": "passed", "message": "", **recorded}
+    assert check_note(entry) == note
+
+
+def test_a_projects_own_verdict_word_is_recorded_and_shown_in_a_neutral_tone():
+    evidence = Evidence("test::x", {}, None)
+    evidence.record(verdict="unlike-random")
+    assert evidence.values["verdict"] == "unlike-random"
+    cell = Cell("unlike-random", tone="unlike-random")
+    assert cell.markdown().startswith("🔵 **unlike-random**")
+    assert 'class="tone-other"' in cell.html()
+    assert Cell("refuted", tone="refuted").markdown().startswith("🔴")

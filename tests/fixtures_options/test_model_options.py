@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from mechclaims.fixtures.plugin import parse_seeds
-from mechclaims.model.config import PRESETS
+from mechclaims.fixtures.registry import parse_seeds
+from mechclaims.model.config import PRESETS, TransformerConfig
+from mechclaims.model.transformer import Transformer
 
 PLUGIN = ("-p", "mechclaims.fixtures.plugin")
 
 PARAMETRIZED_TESTS = """
+import json
+
 import pytest
 
 def test_preset_and_seed(preset, seed, model_config, seeds):
@@ -207,53 +210,6 @@ def test_without_a_registry_only_the_tests_that_need_it_fail(pytester):
     result.stdout.fnmatch_lines(["*no claims registry: claims/registry.toml does not exist*"])
 
 
-CLAIM_MODULE = """
-import numpy as np
-
-CLAIM = "tiny"
-CALLS = []
-
-
-def measure(source, seed, thresholds):
-    CALLS.append((source, seed))
-    return {"holds": seed % 2 == 0 if thresholds["mode"] == "half" else True}
-
-
-def test_per_seed(memo, model_config, seed, thresholds):
-    assert memo(measure, model_config, seed, thresholds)["holds"] in (True, False)
-
-
-def test_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    holds = [memo(measure, model_config, seed, thresholds)["holds"] for seed in seeds]
-    judge(CLAIM, "controlled", holds)
-
-
-def test_each_measurement_was_made_once():
-    assert len(CALLS) == len(set(CALLS))
-"""
-
-
-@pytest.mark.parametrize(
-    ("mode", "outcomes"), [("all", {"passed": 22}), ("half", {"passed": 21, "failed": 1})]
-)
-def test_memo_measures_once_and_judge_holds_the_evidence_against_the_registry(
-    pytester, mode, outcomes
-):
-    pytester.mkdir("claims")
-    (pytester.path / "claims" / "registry.toml").write_text(
-        GOOD_CLAIM.replace("[claims.tiny.thresholds]",
-                           f'[claims.tiny.thresholds]\nmode = {{ value = "{mode}", why = "t" }}')
-    )  # fmt: skip
-    pytester.makepyfile(test_tiny=CLAIM_MODULE)
-    result = pytester.runpytest(*PLUGIN, "--model-preset", "tiny-mha", "--no-evidence")  # fmt: skip
-    result.assert_outcomes(**outcomes)
-    if mode == "half":
-        result.stdout.fnmatch_lines(
-            ["*tiny (controlled, tiny-mha): the registry says 'supported' (it holds), the "
-             "evidence says held on 10/20 seeds*inconclusive*"]
-        )  # fmt: skip
-
-
 def test_model_fixture_builds_the_configured_model(pytester):
     pytester.makepyfile(
         """
@@ -264,3 +220,103 @@ def test_model_fixture_builds_the_configured_model(pytester):
     )
     result = pytester.runpytest(*PLUGIN, "--seeds", "0:2")
     result.assert_outcomes(passed=2 * len(PRESETS))
+
+
+def test_a_design_a_model_cannot_serve_stops_the_run_naming_the_claim(pytester):
+    pytester.makepyfile(
+        long_measures="CONTEXT = 20\n\ndef measure(source, seed, thresholds):\n    return {}\n",
+        test_long="""
+from long_measures import measure
+
+CLAIM = "long-claim"
+MEASURES = {"controlled": measure}
+
+def test_it(model_source, seed):
+    open("ran", "w").close()
+""",
+    )
+    result = pytester.runpytest(*PLUGIN, "--model-preset", "tiny-mha", "--seeds", "0")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        ["*claim long-claim cannot run on preset tiny-mha: its designs need 20 positions and the "
+         "model has n_ctx=8*"]
+    )  # fmt: skip
+    assert not (pytester.path / "ran").exists()
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("1,2,3", "--token-panel (preset tiny-mha): token panel needs 10 distinct token ids*"),
+        ("middle", "--token-panel (preset tiny-mha): token panel must be spread or first or *"),
+    ],
+)
+def test_a_bad_token_panel_is_a_usage_error(pytester, rule, message):
+    result = pytester.runpytest(*PLUGIN, "--model-preset", "tiny-mha", "--token-panel", rule)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+def test_the_model_source_carries_the_chosen_panel(pytester):
+    pytester.makepyfile(
+        """
+        def test_panel(model_source):
+            print("PANEL", model_source.panel, model_source.cfg.vocab_size)
+        """
+    )
+    args = ("--model-preset", "gpt2-style", "--model-set", "vocab_size=1000", "-s")
+    result = pytester.runpytest(*PLUGIN, *args, "--token-panel", "first")
+    result.stdout.fnmatch_lines(["*PANEL (0, 1, 2, 3, 4, 5, 6, 7, 8, 9) 1000*"])
+    result = pytester.runpytest(*PLUGIN, *args)
+    result.stdout.fnmatch_lines(["*PANEL (0, 111, 222, 333, 444, 555, 666, 777, 888, 999) 1000*"])
+
+
+def _checkpoint(path, **changes):
+    Transformer(TransformerConfig.preset("tiny-mha").replace(**changes), seed=0).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "message"),
+    [
+        (lambda tmp: str(tmp / "nowhere.npz"), (),
+         "--model-checkpoint: */nowhere.npz does not exist"),
+        (lambda tmp: (tmp / "junk.npz").write_text("junk") and str(tmp / "junk.npz"), (),
+         "--model-checkpoint: */junk.npz: truncated or not an .npz file (no zip archive)"),
+        (lambda tmp: _checkpoint(tmp / "small.npz", vocab_size=8), (),
+         "--model-checkpoint: the designs need 10 tokens; the model's vocabulary has 8"),
+        (lambda tmp: _checkpoint(tmp / "short.npz", n_ctx=3), (),
+         "--model-checkpoint: */short.npz: no claim runs on it: its designs need 4 positions and "
+         "the model has n_ctx=3"),
+        (lambda tmp: _checkpoint(tmp / "fine.npz"), ("--model-preset", "tiny-mha"),
+         "--model-checkpoint and --model-preset do not go together*"),
+    ],
+)  # fmt: skip
+def test_a_bad_checkpoint_is_a_usage_error_before_any_test(pytester, make, extra, message):
+    pytester.makepyfile(test_ran="def test_ran():\n    open('ran', 'w').close()\n")
+    path = make(pytester.path)
+    result = pytester.runpytest(*PLUGIN, "--model-checkpoint", path, *extra)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert not (pytester.path / "ran").exists()
+
+
+def test_a_checkpoint_run_runs_the_checkpoint_tests_and_not_the_presets(pytester):
+    pytester.makepyfile(
+        """
+        def test_of_a_preset(preset):
+            pass
+
+        def test_of_a_checkpoint(checkpoint_model_source, seeds):
+            print("SOURCE", checkpoint_model_source.cfg.d_model, checkpoint_model_source.init_seed)
+
+        def test_of_neither():
+            pass
+        """
+    )
+    path = _checkpoint(pytester.path / "model.npz")
+    result = pytester.runpytest(*PLUGIN, "--model-checkpoint", path, "-s")
+    result.assert_outcomes(passed=2, deselected=len(PRESETS))
+    result.stdout.fnmatch_lines(["*SOURCE 16 0*"])
+    result = pytester.runpytest(*PLUGIN)
+    result.assert_outcomes(passed=len(PRESETS) + 1, deselected=1)

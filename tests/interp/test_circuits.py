@@ -251,3 +251,24 @@ def test_strong_pairs_discover_what_bh_on_every_p_value_discovers(seed, n, units
     result = circuits.strong_pairs([corr], n, strong_r=0.8, fdr=0.05)
     every_p = correlation_p_value(circuits.upper_pairs(corr), n)
     np.testing.assert_array_equal(result.discovered, benjamini_hochberg(every_p, 0.05))
+
+
+@pytest.mark.parametrize("n", [10, 200])
+def test_a_tally_set_by_set_finds_what_strong_pairs_finds_on_all_pairs_at_once(n):
+    """PairTally keeps only the pairs BH could discover, with the family's full size: the same
+    rate, strong count, mean r and |r| histogram as strong_pairs over every pair."""
+    rng = np.random.default_rng(n)
+    base = rng.standard_normal((n, 3))
+    sets = [np.hstack([base, rng.standard_normal((n, 5))]) + 0.3 * rng.standard_normal((n, 8))
+            for _ in range(3)]  # fmt: skip
+    matrices = [correlation_matrix(features) for features in sets]
+    whole = circuits.strong_pairs(matrices, n, strong_r=0.8, fdr=0.05)
+    bins = np.linspace(0.0, 1.0, 21)
+    tally = circuits.PairTally(n, 0.8, 0.05, bins)
+    for matrix in matrices:
+        tally.add(matrix)
+    summary = tally.summary()
+    assert summary["rate"] == whole.rate
+    assert summary["strong"] == int(whole.strong.sum())
+    assert summary["mean_r"] == pytest.approx(whole.r.mean())
+    np.testing.assert_array_equal(summary["abs_r"], np.histogram(np.abs(whole.r), bins)[0])

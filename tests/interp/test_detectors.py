@@ -16,17 +16,13 @@ from mechclaims.interp.detectors import (
     feature_cohens_d,
     feature_glass_delta,
     feature_indicators,
-    first_blocks,
     glass_delta_interval,
     most_shared_feature,
     token_effect_test,
     token_effects,
     top_sequences,
 )
-from mechclaims.interp.inputs import balanced_sequences, random_sequences
-from mechclaims.interp.units import activations, unit_sets
-from mechclaims.model.config import TransformerConfig
-from mechclaims.model.transformer import Transformer
+from mechclaims.interp.inputs import balanced_sequences
 
 VOCAB, LENGTH = 4, 3
 GRID = st.integers(-400, 400).map(lambda i: i / 8)  # exact values, as in test_stats
@@ -194,14 +190,3 @@ def test_glass_delta_interval_agrees_with_the_bootstrap(draw):
 def test_glass_delta_interval_of_a_constant_control_is_a_point():
     result = glass_delta_interval(np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0]))
     assert result.value == result.low == result.high == np.inf
-
-
-def test_first_blocks_keep_the_first_blocks_activations():
-    model = Transformer(TransformerConfig.preset("seed-minigpt"), seed=0)
-    tokens = random_sequences(np.random.default_rng(5), 20, 10, 4)
-    cut = first_blocks(model, 1)
-    assert cut.cfg.n_layers == 1
-    first = unit_sets(model)[:2]  # L0 resid, L0 mlp
-    full, short = activations(model, tokens, first), activations(cut, tokens, first)
-    for label in full:
-        np.testing.assert_array_equal(full[label], short[label])

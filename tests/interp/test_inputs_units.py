@@ -1,5 +1,7 @@
 """Input designs and unit sets: exhaustive, balanced and family designs; embedding-only null."""
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -13,6 +15,7 @@ from mechclaims.interp.inputs import (
     random_sequences,
 )
 from mechclaims.interp.units import activations, embedding_only, unit_sets
+from mechclaims.model import layers
 from mechclaims.model.config import TransformerConfig
 from mechclaims.model.transformer import Transformer
 
@@ -87,6 +90,29 @@ def test_unit_sets_read_every_block_and_match_the_cache(preset):
     acts = activations(model, tokens, sets)
     _, cache = model.run_with_cache(tokens)
     for unit_set in sets:
+        np.testing.assert_array_equal(acts[unit_set.label], cache[unit_set.hook])
+
+
+class LaterBlockRan(Exception):
+    """Raised by a hook on a block the unit sets do not read."""
+
+
+def _fail(activation, hook_name):
+    raise LaterBlockRan(hook_name)
+
+
+@pytest.mark.parametrize("preset", ["seed-minigpt", "tiny-mha", "gpt2-style"])
+def test_activations_of_the_first_block_run_no_later_block_and_no_unembedding(preset):
+    model = Transformer(TransformerConfig.preset(preset), seed=0)
+    tokens = random_sequences(np.random.default_rng(5), 20, model.cfg.vocab_size, 4)
+    first = unit_sets(model)[:2]  # L0 resid, L0 mlp
+    _, cache = model.run_with_cache(tokens)
+    unembed = mock.patch.object(layers, "unembed_forward", side_effect=AssertionError("unembed"))
+    with unembed, model.hooks([("blocks.1.hook_resid_pre", _fail)]):
+        acts = activations(model, tokens, first)
+        with pytest.raises(LaterBlockRan):  # not vacuous: the hook fires when block 1 runs
+            activations(model, tokens, unit_sets(model)[2:3])
+    for unit_set in first:
         np.testing.assert_array_equal(acts[unit_set.label], cache[unit_set.hook])
 
 

@@ -57,17 +57,42 @@ def test_notebook_selectivity_finds_the_planted_factors():
     assert result.position_eta2[1] > 0.9
 
 
-def test_notebook_selectivity_uses_scipy_anova_with_bonferroni_over_both_tests():
+def test_notebook_selectivity_uses_scipy_anova_with_bonferroni_over_the_units():
+    """As the notebook's analyze_selectivity: each test at alpha / (units given), per factor."""
     rng = np.random.default_rng(1)
     tokens = balanced_sequences(rng, 30, 3, 4)
-    # a weak token effect: its p-value lands between alpha / (2 U) and alpha for some units
+    # a weak token effect: its p-value lands between alpha / U and alpha for some units
     acts = 0.15 * tokens[..., None] + rng.standard_normal((*tokens.shape, 40))  # [n,T,40]
     result = persistence.notebook_selectivity(acts, tokens, alpha=0.05)
     rows = acts.reshape(-1, 40)
     groups = [rows[tokens.reshape(-1) == token] for token in range(3)]
     p_scipy = scipy.stats.f_oneway(*groups).pvalue  # [40]
-    np.testing.assert_array_equal(result.token_selective, p_scipy < 0.05 / 80)
+    np.testing.assert_array_equal(result.token_selective, p_scipy < 0.05 / 40)
     assert np.any((p_scipy < 0.05) & ~result.token_selective)  # the correction bites
+
+
+def _selectivity(token_eta2, selective) -> persistence.NotebookSelectivity:
+    eta2, selective = np.asarray(token_eta2, float), np.asarray(selective, bool)
+    return persistence.NotebookSelectivity(eta2, eta2, selective, selective)
+
+
+def test_tracked_persistence_follows_the_notebooks_top_units_and_maintained_rule():
+    """The top 2 significant units by initial eta² (not the insignificant unit 0, though its
+    eta² is largest); maintained: still significant, eta² > 0.05 and > half the initial."""
+    initial = _selectivity([0.9, 0.5, 0.4, 0.3], [False, True, True, True])
+    trained = _selectivity([0.9, 0.3, 0.1, 0.9], [True, True, False, True])
+    tracked = persistence.tracked_persistence(initial, trained, "token", top=2, min_eta2=0.05,
+                                              min_ratio=0.5)  # fmt: skip
+    np.testing.assert_array_equal(tracked.units, [1, 2])
+    np.testing.assert_allclose(tracked.final_eta2, [0.3, 0.0])  # unit 2 lost significance
+    np.testing.assert_array_equal(tracked.maintained, [True, False])  # 0.3 > 0.25; 0 fails
+    assert tracked.persistence == 0.5
+    below_half = _selectivity([0.9, 0.2, 0.1, 0.9], [True, True, True, True])
+    assert persistence.tracked_persistence(initial, below_half, "token", 2, 0.05,
+                                           0.5).persistence == 0.0  # fmt: skip
+    nothing = _selectivity([0.9, 0.5, 0.4, 0.3], [False] * 4)
+    assert persistence.tracked_persistence(nothing, trained, "token", 2, 0.05,
+                                           0.5).persistence is None  # fmt: skip
 
 
 def test_notebook_selectivity_rejects_mismatched_shapes():

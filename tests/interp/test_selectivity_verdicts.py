@@ -28,28 +28,50 @@ def _planted_units(rng, tokens):
     return acts  # [n,T,4]
 
 
+def _own_samples(acts: np.ndarray, tokens: np.ndarray):
+    """Shared samples [n,T,U] and tokens [n,T] as the per-unit form [U,n,T] (each unit's own)."""
+    units = acts.shape[-1]
+    return acts.transpose(2, 0, 1), np.broadcast_to(tokens, (units, *tokens.shape))
+
+
 def test_seed_selectivity_matches_a_direct_computation():
     rng, tokens = _design(0)
     acts = rng.standard_normal((*tokens.shape, 3))
-    result = seed_selectivity(acts, tokens, threshold=0.5)
+    result = seed_selectivity(*_own_samples(acts, tokens), threshold=0.5, vocab=VOCAB)
     np.testing.assert_allclose(result.position_std, acts.mean(axis=0).std(axis=0))
     token_means = np.stack([acts[tokens == t].mean(axis=0) for t in range(VOCAB)])
     np.testing.assert_allclose(result.token_std, token_means.std(axis=0))
 
 
-def test_seed_selectivity_flags_planted_units_only():
+def test_seed_selectivity_uses_each_units_own_samples():
+    """Unit 0 on samples where the token drives it, unit 1 on samples where it does not: the
+    same activations give different verdicts with different tokens, as in the seed's loop."""
+    rng, tokens = _design(2)
+    other = rng.permuted(tokens, axis=0)
+    acts = np.stack([tokens, tokens]).astype(float)  # [2,n,T]: both equal to unit 0's tokens
+    result = seed_selectivity(acts, np.stack([tokens, other]), threshold=0.5, vocab=VOCAB)
+    assert result.token_std[0] > 1.0
+    assert result.token_std[1] < 0.5
+    np.testing.assert_allclose(result.position_std, 0.0, atol=1e-12)
+
+
+def test_seed_selectivity_flags_planted_units_and_tallies_both_lists():
     rng, tokens = _design(1)
-    result = seed_selectivity(_planted_units(rng, tokens), tokens, threshold=0.5)
-    np.testing.assert_array_equal(result.selective, [True, True, False, False])
+    acts = _planted_units(rng, tokens)
+    acts[..., 2] += 2 * tokens + np.arange(tokens.shape[1])  # unit 2: token AND position
+    result = seed_selectivity(*_own_samples(acts, tokens), threshold=0.5, vocab=VOCAB)
+    np.testing.assert_array_equal(result.selective, [True, True, True, False])
+    assert result.count == 4  # unit 2 counts twice, as in the seed's two lists
     assert result.token_std[3] == 0
     assert result.position_std[3] == 0
 
 
-def test_seed_selectivity_ignores_tokens_that_never_occur():
-    tokens = np.array([[0, 1], [1, 0], [0, 0]])
-    acts = np.arange(6.0).reshape(3, 2, 1)
-    result = seed_selectivity(acts, tokens, threshold=0.5)
-    assert np.isfinite(result.token_std).all()
+def test_seed_selectivity_counts_a_token_never_drawn_as_mean_zero():
+    """The seed's `np.mean(...) if token_activations[t] else 0`: an absent token's mean is 0."""
+    tokens = np.array([[[0, 1], [1, 0], [0, 0]]])  # [1,3,2]: only tokens 0 and 1 drawn
+    acts = np.full((1, 3, 2), 3.0)  # a constant unit at 3
+    result = seed_selectivity(acts, tokens, threshold=0.5, vocab=3)
+    np.testing.assert_allclose(result.token_std, np.std([3.0, 3.0, 0.0]))
 
 
 @given(seed=st.integers(0, 1000))
@@ -82,7 +104,7 @@ def test_selectivity_test_keeps_the_other_factor_in_its_null():
 
 def test_selectivity_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="tokens"):
-        seed_selectivity(np.zeros((4, 3, 2)), np.zeros((4, 2), dtype=int), 0.5)
+        seed_selectivity(np.zeros((4, 3, 2)), np.zeros((4, 2), dtype=int), 0.5, vocab=3)
 
 
 @pytest.mark.parametrize(

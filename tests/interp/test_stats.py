@@ -728,8 +728,8 @@ ROWS = np.arange(8.0).reshape(4, 2)
         (lambda: stats.random_rotation(0, RNG), ValueError, "d must be at least 1"),
         (lambda: stats.random_rotation(2.0, RNG), TypeError, "d must be an int"),
         (lambda: stats.rotate_units(ROWS, np.eye(3)), ValueError, "rotation has d=3"),
-        (lambda: stats.rotate_units(ROWS, 2 * np.eye(2)), ValueError, "must be orthogonal"),
-        (lambda: stats.rotate_units(ROWS, np.ones((2, 3))), ValueError, "square matrix"),
+        (lambda: stats.rotate_units(ROWS, 2 * np.eye(2)), ValueError, "orthonormal columns"),
+        (lambda: stats.rotate_units(ROWS, np.ones((2, 3))), ValueError, "with k <= d"),
         (lambda: stats.gaussian_features(0, 3, RNG), ValueError, "n must be at least 1"),
         (lambda: stats.permute_labels(ROWS, RNG, 3), ValueError, "labels must be 1-D"),
         (lambda: stats.permute_labels([0, 1], RNG, 0), ValueError, "m must be at least 1"),
@@ -743,3 +743,26 @@ ROWS = np.arange(8.0).reshape(4, 2)
 def test_bad_input_is_rejected_with_a_clear_message(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_a_random_frame_is_the_first_columns_of_a_haar_rotation():
+    """directions=k draws the same Gaussian columns' QR as the rotation would for its first k
+    columns: orthonormal, sign-fixed; and a full rotation is unchanged by the option."""
+    rotation = stats.random_rotation(6, np.random.default_rng(0))
+    assert stats.random_rotation(6, np.random.default_rng(0), directions=9).shape == (6, 6)
+    np.testing.assert_array_equal(
+        stats.random_rotation(6, np.random.default_rng(0), directions=6), rotation
+    )
+    frame = stats.random_rotation(6, np.random.default_rng(1), directions=3)
+    assert frame.shape == (6, 3)
+    np.testing.assert_allclose(frame.T @ frame, np.eye(3), atol=1e-12)
+    features = np.random.default_rng(2).standard_normal((5, 4, 6))
+    np.testing.assert_allclose(stats.rotate_units(features, frame), features @ frame)
+
+
+def test_bh_with_a_larger_family_equals_bh_with_the_missing_p_values_set_to_one():
+    p = np.array([0.001, 0.02, 0.04, 0.3])
+    padded = np.concatenate([p, np.ones(6)])
+    np.testing.assert_allclose(stats.bh_adjust(p, n_tests=10), stats.bh_adjust(padded)[:4])
+    with pytest.raises(ValueError, match="fewer than"):
+        stats.bh_adjust(p, n_tests=3)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from mechclaims.model.config import TransformerConfig
+from mechclaims.model.config import ACT_FNS, INITS, TransformerConfig
 from mechclaims.model.transformer import Transformer, param_shapes
 
 MAX_D_MODEL = 16
@@ -62,11 +62,11 @@ def configs(draw, min_ctx: int = 1, **fixed: Any) -> TransformerConfig:
         norm=pick("norm", st.sampled_from(["pre", "post"])),
         ln_affine=pick("ln_affine", st.booleans()),
         final_ln=pick("final_ln", st.booleans()),
-        act_fn=pick("act_fn", st.sampled_from(["relu", "gelu"])),
+        act_fn=pick("act_fn", st.sampled_from(ACT_FNS)),
         pos_embed=pick("pos_embed", st.sampled_from(["learned", "sinusoidal"])),
         unembed_bias=pick("unembed_bias", st.booleans()),
         causal=pick("causal", st.booleans()),
-        init=pick("init", st.sampled_from(["gpt2", "pytorch", "seed"])),
+        init=pick("init", st.sampled_from(INITS)),
         init_scale=pick("init_scale", st.just(1.0)),
         dtype=pick("dtype", st.just("float64")),
         ln_eps=pick("ln_eps", st.sampled_from([1e-5, 1e-3, 0.1])),

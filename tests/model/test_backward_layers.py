@@ -8,6 +8,8 @@ every parameter, element by element for small arrays and along random directions
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, reject
@@ -16,7 +18,7 @@ from hypothesis.extra import numpy as hnp
 from scipy.special import log_softmax
 
 from mechclaims.model import layers, transformer
-from mechclaims.model.config import TransformerConfig
+from mechclaims.model.config import ACT_FNS, TransformerConfig
 from tests.model.gradcheck import (
     EPS,
     KinkCrossed,
@@ -254,13 +256,14 @@ def test_parameter_free_attention_backward(seed, batch, n_pos, d, causal):
     seed=seeds,
 )
 def test_activation_backward_is_the_derivative_of_forward(x, seed):
-    """backward(dout, cache) is dout times the slope of forward, for GELU and ReLU.
+    """backward(dout, cache) is dout times the slope of forward, for both GELUs and ReLU.
 
     Each activation's forward returns `(out, cache)` and its backward takes that cache.
     """
     dout = np.random.default_rng(seed).standard_normal(x.shape)
     pairs = {
         "gelu": (layers.gelu_forward, layers.gelu_backward),
+        "gelu_new": (layers.gelu_new_forward, layers.gelu_new_backward),
         "relu": (layers.relu_forward, layers.relu_backward),
     }
     pairs.update({f"ACTIVATIONS[{name!r}]": pair for name, pair in layers.ACTIVATIONS.items()})
@@ -272,15 +275,26 @@ def test_activation_backward_is_the_derivative_of_forward(x, seed):
         np.testing.assert_allclose(analytic, dout * numeric, rtol=1e-7, atol=1e-8, err_msg=name)
 
 
-def test_gelu_backward_known_slopes():
+def test_gelu_new_backward_known_slopes():
     x = np.array([0.0, -30.0, 30.0, 1.0])
-    _, cache = layers.gelu_forward(x)
-    slope = layers.gelu_backward(np.ones_like(x), cache)
+    _, cache = layers.gelu_new_forward(x)
+    slope = layers.gelu_new_backward(np.ones_like(x), cache)
     # d/dx at 1 of 0.5 x (1 + tanh(c (x + a x³))): 0.5 (1 + t) + 0.5 (1 - t²) c (1 + 3a).
     c, a = np.sqrt(2 / np.pi), 0.044715
     t = np.tanh(c * (1 + a))
     expected_at_1 = 0.5 * (1 + t) + 0.5 * (1 - t * t) * c * (1 + 3 * a)
     np.testing.assert_allclose(slope, [0.5, 0.0, 1.0, expected_at_1], rtol=1e-12, atol=1e-12)
+
+
+def test_gelu_backward_known_slopes():
+    x = np.array([0.0, -30.0, 30.0, 1.0, -1.0])
+    _, cache = layers.gelu_forward(x)
+    slope = layers.gelu_backward(np.ones_like(x), cache)
+    # d/dx of x Φ(x) is Φ(x) + x φ(x): at ±1, Φ(±1) ± φ(1), written with math.erf and math.exp.
+    phi_1 = math.exp(-0.5) / math.sqrt(2 * math.pi)
+    cdf_1 = 0.5 * (1 + math.erf(1 / math.sqrt(2)))
+    expected = [0.5, 0.0, 1.0, cdf_1 + phi_1, 1 - cdf_1 - phi_1]
+    np.testing.assert_allclose(slope, expected, rtol=1e-12, atol=1e-12)
 
 
 @given(
@@ -289,7 +303,7 @@ def test_gelu_backward_known_slopes():
     n_pos=positions,
     d=widths,
     d_mlp=st.integers(1, 16),
-    act_fn=st.sampled_from(["relu", "gelu"]),
+    act_fn=st.sampled_from(ACT_FNS),
 )
 def test_mlp_backward(seed, batch, n_pos, d, d_mlp, act_fn):
     rng = np.random.default_rng(seed)
@@ -305,7 +319,7 @@ def test_mlp_backward(seed, batch, n_pos, d, d_mlp, act_fn):
     def forward(a):
         weights = {name: a[name] for name in params}
         out = layers.mlp_forward(a["x"], weights, act_fn, layers.no_hook)[0]
-        if act_fn == "gelu":
+        if act_fn != "relu":
             return out
         return out, a["x"] @ a["W_in"] + a["b_in"] > 0  # ReLU: which units are active
 
@@ -396,7 +410,7 @@ def block_configs(draw):
         attention=attention,
         norm=draw(st.sampled_from(["pre", "post"])),
         ln_affine=draw(st.booleans()),
-        act_fn=draw(st.sampled_from(["relu", "gelu"])),
+        act_fn=draw(st.sampled_from(ACT_FNS)),
         causal=draw(st.booleans()),
         ln_eps=draw(st.sampled_from([1e-5, 1e-2])),
     )
@@ -440,7 +454,7 @@ def test_block_backward(cfg, seed, batch, n_pos):
         return transformer.block_forward(a["x"], params, cfg, layers.no_hook, 0)
 
     def forward_with_region(a):
-        if cfg.act_fn == "gelu":
+        if cfg.act_fn != "relu":
             return forward(a)[0]
         seen = {}
 

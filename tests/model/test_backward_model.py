@@ -169,15 +169,18 @@ def test_model_gradients_match_finite_differences(data, cfg, seed):
         assert np.abs(grads[name]).max() <= 1e-12 * max(1.0, global_norm(grads)), name
 
 
-PRESETS = ("seed-minigpt", "tiny-mha", "gpt2-style")
+PRESETS = ("seed-minigpt", "tiny-mha", "gpt2-style", "gpt2-small")
 
 
 def shrunk_preset(name: str) -> TransformerConfig:
-    """A preset at test size: same architecture, d_model <= 16, d_mlp <= 32, n_ctx <= 8."""
+    """A preset at test size: same architecture and init, d_model <= 16, d_mlp <= 32, n_ctx <= 8,
+    vocab <= 16, <= 2 layers of <= 4 heads, in float64 (finite differences need it)."""
     cfg = TransformerConfig.preset(name)
     return cfg.replace(
-        d_model=min(cfg.d_model, 16), d_mlp=min(cfg.d_mlp, 32), n_ctx=min(cfg.n_ctx, 8)
-    )
+        d_model=min(cfg.d_model, 16), d_mlp=min(cfg.d_mlp, 32), n_ctx=min(cfg.n_ctx, 8),
+        vocab_size=min(cfg.vocab_size, 16), n_layers=min(cfg.n_layers, 2),
+        n_heads=min(cfg.n_heads, 4), dtype="float64",
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("weights", ["init", "perturbed"])

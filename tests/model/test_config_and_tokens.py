@@ -21,7 +21,7 @@ SMALL = {
     "d_mlp": 12,
     "n_ctx": 6,
 }
-PRESET_NAMES = ("seed-minigpt", "tiny-mha", "gpt2-style")
+PRESET_NAMES = ("seed-minigpt", "tiny-mha", "gpt2-style", "gpt2-small")
 
 
 def small(**changes) -> TransformerConfig:
@@ -48,6 +48,7 @@ def small(**changes) -> TransformerConfig:
         ("attention", "Standard"),
         ("norm", "mid"),
         ("act_fn", "tanh"),
+        ("act_fn", "gelu_fast"),
         ("pos_embed", "rotary"),
         ("init", "xavier"),
         ("dtype", "float16"),
@@ -142,8 +143,15 @@ PRESET_FIELDS = {
     },
     "gpt2-style": {
         "vocab_size": 10, "d_model": 64, "n_heads": 4, "n_layers": 2, "d_mlp": 256, "n_ctx": 16,
-        "attention": "standard", "norm": "pre", "act_fn": "gelu", "final_ln": True,
-        "unembed_bias": True, "init": "gpt2", "causal": True,
+        "attention": "standard", "norm": "pre", "act_fn": "gelu_new", "final_ln": True,
+        "unembed_bias": True, "init": "gpt2", "causal": True, "dtype": "float64",
+    },
+    # TransformerLens's `gpt2`: HookedTransformer.from_pretrained("gpt2").cfg
+    "gpt2-small": {
+        "vocab_size": 50257, "d_model": 768, "n_heads": 12, "n_layers": 12, "d_mlp": 3072,
+        "n_ctx": 1024, "attention": "standard", "norm": "pre", "ln_affine": True,
+        "act_fn": "gelu_new", "final_ln": True, "pos_embed": "learned", "unembed_bias": False,
+        "ln_eps": 1e-5, "causal": True, "init": "gpt2-residual-scaled", "dtype": "float32",
     },
 }  # fmt: skip
 
@@ -151,9 +159,8 @@ PRESET_FIELDS = {
 @pytest.mark.parametrize("name", PRESET_NAMES)
 def test_presets_match_the_design(name):
     cfg = TransformerConfig.preset(name)
-    for field, value in PRESET_FIELDS[name].items():
+    for field, value in {"dtype": "float64", **PRESET_FIELDS[name]}.items():
         assert getattr(cfg, field) == value, field
-    assert cfg.dtype == "float64"
     assert cfg.init_scale == 1.0
     assert TransformerConfig.preset(name) == cfg  # a fresh equal value each time
 

@@ -23,6 +23,7 @@ from tests.model.reference import (
     assert_close,
     reference_forward,
     reference_gelu,
+    reference_gelu_new,
     reference_layer_norm,
     reference_sinusoidal,
 )
@@ -168,11 +169,39 @@ def test_layer_norm_matches_the_formula_with_eps_inside_the_sqrt(x, eps, seed, s
 
 
 @given(hnp.arrays(np.float64, score_shapes, elements=st.floats(-20, 20)))
-def test_gelu_is_the_tanh_approximation(x):
-    out, _ = layers.gelu_forward(x.copy())  # (out, cache), as every layer forward
+def test_gelu_new_is_the_tanh_approximation(x):
+    out, _ = layers.gelu_new_forward(x.copy())  # (out, cache), as every layer forward
+    assert_close(out, reference_gelu_new(x), rtol=1e-13)
+    # Not ReLU and not exact erf GELU: gelu_new(-1) = -0.15880800939172324 with the tanh form.
+    np.testing.assert_allclose(layers.gelu_new_forward(np.array([-1.0]))[0], [-0.1588080093917232])
+
+
+@given(hnp.arrays(np.float64, score_shapes, elements=st.floats(-20, 20)))
+def test_gelu_is_exact(x):
+    out, _ = layers.gelu_forward(x.copy())
     assert_close(out, reference_gelu(x), rtol=1e-13)
-    # Not ReLU and not exact erf GELU: gelu(-1) = -0.15880800939172324 with the tanh form.
-    np.testing.assert_allclose(layers.gelu_forward(np.array([-1.0]))[0], [-0.15880800939172324])
+    # x Φ(x) at ±1 (Φ(1) = 0.8413447460685429...), not the tanh form's -0.15880800939172324.
+    np.testing.assert_allclose(
+        layers.gelu_forward(np.array([-1.0, 1.0]))[0], [-0.15865525393145707, 0.8413447460685429]
+    )
+
+
+@pytest.mark.parametrize("act_fn", ["gelu", "gelu_new"])
+@given(x=hnp.arrays(np.float64, score_shapes, elements=st.floats(-20, 20)))
+def test_both_gelus_are_x_times_a_symmetric_cdf(act_fn, x):
+    """gelu(x) - gelu(-x) = x, as Φ(x) + Φ(-x) = 1; float32 in, float32 out, to float32 rounding."""
+    forward = layers.ACTIVATIONS[act_fn][0]
+    assert_close(forward(x)[0] - forward(-x)[0], x, rtol=1e-13)
+    out32, _ = forward(x.astype(np.float32))
+    assert out32.dtype == np.float32
+    np.testing.assert_allclose(out32, forward(x)[0], rtol=1e-6, atol=1e-6)
+
+
+def test_the_two_gelus_differ_by_the_tanh_forms_error():
+    """At most 4.8e-4 apart (largest near |x| = 2.7), and not equal: a mix-up shows."""
+    x = np.linspace(-10, 10, 20001)
+    gap = np.abs(layers.gelu_forward(x)[0] - layers.gelu_new_forward(x)[0])
+    assert 4e-4 < gap.max() < 4.8e-4
 
 
 @given(hnp.arrays(np.float64, score_shapes, elements=st.floats(-20, 20)))

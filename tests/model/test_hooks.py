@@ -15,18 +15,25 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mechclaims.model import transformer
-from mechclaims.model.config import TransformerConfig
+from mechclaims.model.config import PRESETS, TransformerConfig
+from mechclaims.model.hooks import HookDispatcher
 from mechclaims.model.transformer import Transformer
 from tests.model.reference import (
     ACTIVATIONS,
     assert_close,
+    reference_forward,
     reference_layer_norm,
     reference_sinusoidal,
     reference_softmax,
 )
-from tests.model.strategies import configs, models_and_tokens, tokens_for
+from tests.model.strategies import configs, generic_params, models_and_tokens, tokens_for
 
 PAIR_HOOKS = ("hook_attn_scores", "hook_pattern")
+# PLAIN_CALL_ROUNDING: exact comparisons (rtol=0) compare calls that take the same path. Without
+# hooks or a cache, model(tokens) runs with no dispatcher, and parameter-free attention then
+# hands one array to q and k (with a dispatcher, each gets its own copy, which a hook may edit):
+# NumPy's matmul takes BLAS's syrk for x xᵀ of one array, which rounds unlike gemm, so the two
+# paths may differ in the last bit. (test_forward_math checks both against the reference.)
 
 
 class HookError(Exception):
@@ -340,6 +347,78 @@ def test_patching_one_pattern_row_changes_only_what_reads_it(model_and_tokens, d
     assert np.abs(new_logits[:, t] - logits[:, t]).max(axis=-1).min() > 1e-12
 
 
+# ---------------------------------------------------------------- every hook point honours a hook
+
+
+class IgnoresReplacementAt(HookDispatcher):
+    """A dispatcher whose forward pass ignores what the hook at `target` returns: the mutant a
+    test of hook replacement must catch."""
+
+    def __init__(self, hooks, keep, target: str):
+        super().__init__(hooks, keep)
+        self.target = target
+
+    def __call__(self, name: str, value: np.ndarray) -> np.ndarray:
+        replaced = super().__call__(name, value)
+        return value if name == self.target else replaced
+
+
+def replacement_model(preset: str) -> Transformer:
+    """The preset with generic weights in float64; gpt2-small at toy widths but with all 12 blocks,
+    so every one of its hook names (they depend on n_layers, norm and final_ln only)."""
+    cfg = TransformerConfig.preset(preset).replace(dtype="float64")
+    if cfg.vocab_size > 100:
+        cfg = cfg.replace(vocab_size=11, d_model=16, n_heads=4, d_mlp=32, n_ctx=8)
+    return Transformer.from_params(cfg, generic_params(cfg, seed=7))
+
+
+def _run_with_replacement(model, tokens, target, delta, names):
+    """Logits, and what a recording hook at every other point saw, with `target` += delta."""
+    seen = {}
+
+    def replace(activation, hook_name):
+        return activation + delta  # a new array: only the return value carries the change
+
+    def record(activation, hook_name):
+        seen[hook_name] = activation.copy()
+
+    others = [(name, record) for name in names if name != target]
+    with model.hooks([(target, replace), *others]):
+        logits = model(tokens)
+    return logits, seen
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_hook_point_honours_a_hook_that_replaces_its_value(preset):
+    """At each hook point in turn, a hook returns the activation plus a random perturbation.
+    The logits and what recording hooks see at every other point must equal the naive
+    reference computed with the same perturbation at that point (the reference shares no
+    code with the model). Not vacuous: a forward that ignored this hook's return value (the
+    mutant dispatcher) must fail the same comparison."""
+    model = replacement_model(preset)
+    rng = np.random.default_rng(11)
+    tokens = rng.integers(0, model.cfg.vocab_size, (2, 4))
+    names = model.hook_names()
+    _, cache = model.run_with_cache(tokens)
+    for target in names:
+        delta = 0.5 * rng.standard_normal(cache[target].shape)
+        expected_logits, expected = reference_forward(
+            model.cfg, model.params, tokens, added={target: delta}
+        )
+        logits, seen = _run_with_replacement(model, tokens, target, delta, names)
+        assert_close(logits, expected_logits, err_msg=f"logits, {target} replaced")
+        for name in names[names.index(target) + 1 :]:  # (those before: see _unchanged_before)
+            assert_close(seen[name], expected[name], err_msg=f"{name}, {target} replaced")
+
+        def ignoring(hooks, keep, target=target):
+            return IgnoresReplacementAt(hooks, keep, target)
+
+        with mock.patch.object(transformer, "HookDispatcher", ignoring):
+            mutant_logits, _ = _run_with_replacement(model, tokens, target, delta, names)
+        with pytest.raises(AssertionError):
+            assert_close(mutant_logits, expected_logits, err_msg=f"mutant at {target}")
+
+
 # ---------------------------------------------------------------- hooks are scoped
 
 
@@ -348,6 +427,7 @@ def test_hooks_are_removed_after_the_call_and_after_an_exception(model_and_token
     model, tokens = model_and_tokens
     names = model.hook_names()
     logits = model(tokens)
+    cached_logits = model.run_with_cache(tokens)[0]  # see PLAIN_CALL_ROUNDING
     chosen = data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=4), label="hooks")
 
     def scale(activation, hook_name):
@@ -369,7 +449,7 @@ def test_hooks_are_removed_after_the_call_and_after_an_exception(model_and_token
     with pytest.raises(HookError), model.hooks(fwd_hooks):
         model.run_with_cache(tokens)
     assert model._hooks == {}
-    assert_close(model.run_with_cache(tokens)[0], logits, rtol=0)
+    assert_close(model.run_with_cache(tokens)[0], cached_logits, rtol=0)
 
 
 @given(models_and_tokens(), st.data())
@@ -418,7 +498,7 @@ def test_nested_hooks_compose_in_order_and_unwind_one_level_at_a_time(model_and_
         assert set(model._hooks) == {name}
     assert model._hooks == {}
     assert_close(outer_cache[name], plain[name] + 1.0)
-    assert_close(model(tokens), plain_logits, rtol=0)
+    assert_close(model.run_with_cache(tokens, names_filter=name)[0], plain_logits, rtol=0)
 
 
 @given(models_and_tokens(min_batch=2), st.data())

@@ -72,3 +72,15 @@ def test_loading_checks_the_parameters_against_the_config(tmp_path):
     np.savez(broken, **contents)
     with pytest.raises(ValueError, match=r"unembed\.b_U"):
         Transformer.load(broken)
+
+
+def test_the_seed_a_model_was_drawn_with_survives_training_and_saving(tmp_path):
+    """A model built from (cfg, seed) records its seed; training changes the weights, not it;
+    a model built from parameters has none. Claim 6 rebuilds a checkpoint's initialization."""
+    cfg = TransformerConfig.preset("tiny-mha")
+    model = Transformer(cfg, seed=11)
+    model.params["embed.W_E"] += 1.0  # as training would
+    model.save(tmp_path / "drawn.npz")
+    assert Transformer.load(tmp_path / "drawn.npz").seed == 11
+    Transformer.from_params(cfg, model.params).save(tmp_path / "built.npz")
+    assert Transformer.load(tmp_path / "built.npz").seed is None

@@ -1,0 +1,167 @@
+"""Evolution through training: does the structure claims 1, 3, 4 and 5 look for emerge, persist
+or fade as a model learns?
+
+The seed's future direction: "track feature evolution during training" (claim 6 compares only
+before and after). Each preset and seed is trained on the `patterns` task (claim 6's task and
+budget) with a snapshot every few steps (the trainer's `--snapshot-every`, step 0 included); at
+every snapshot each claim's controlled statistic, the embedding alone's on the same inputs and
+the held-out task accuracy are measured (mechclaims.interp.claims.evolution).
+
+The property is the structure beyond the embedding, network - embedding at the same step. Its
+change from step 0 (the random init) to the last snapshot, paired by seed, is held against the
+registry's smallest change of interest on both sides (the margin rule twice): it emerges (the
+interval above +margin), fades (below -margin), persists (inside ±margin, an equivalence test)
+or is inconclusive. Opt-in: `pytest claims -m evolution`.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from claim_plots import SOURCES, threshold_line
+from mechclaims.fixtures.plugin import OPTIONS_KEY, preset_config, registry_entry, run_seeds
+from mechclaims.fixtures.registry import READING_WORDS, claim_thresholds
+from mechclaims.interp.claims.evolution import (
+    STATISTICS,
+    beyond_by_step,
+    evolution_verdict,
+    seed_changes,
+    seed_word,
+    trajectory,
+)
+from mechclaims.interp.claims.measured import UNITS
+from mechclaims.interp.sources import source_for
+from mechclaims.interp.verdicts import margin_verdict
+
+CLAIM = "evolution"
+READING = "evolution"
+STATEMENT = "The structure of random transformers emerges, persists or fades through training."
+MEASURES = {READING: trajectory}  # what each reading asks memo for
+pytestmark = pytest.mark.evolution
+
+
+@pytest.mark.claim(f"{CLAIM}/{READING}", statement=STATEMENT)
+@pytest.mark.parametrize("statistic", STATISTICS)
+def test_trajectory(evidence, memo, model_source, seed, thresholds, statistic):
+    result = memo(trajectory, model_source, seed, thresholds)
+    beyond = beyond_by_step([result], statistic)[0]  # [S]
+    word = seed_word(beyond[-1] - beyond[0], thresholds[f"smallest_change_{statistic}"])
+    evidence.record(
+        change=beyond[-1] - beyond[0],
+        verdict=READING_WORDS[READING][word],
+        seed_finding=word,
+        beyond_init=beyond[0],
+        beyond_last=beyond[-1],
+        **{f"{side}_{when}": result[statistic][side][index]
+           for side in ("network", "embedding") for when, index in (("init", 0), ("last", -1))},
+        **{f"{name}_{when}": result[name][index] for name in ("accuracy", "structured_accuracy")
+           for when, index in (("init", 0), ("last", -1))},
+    )  # fmt: skip
+    assert result["steps"][0] == 0
+    assert result["steps"][-1] == thresholds["train_steps"]
+    assert np.all(np.isfinite(beyond))
+    for name in ("accuracy", "structured_accuracy"):
+        assert np.all((result[name] >= 0) & (result[name] <= 1))
+
+
+@pytest.mark.claim(f"{CLAIM}/{READING}", statement=STATEMENT, decides=True)
+@pytest.mark.parametrize("statistic", STATISTICS)
+def test_evolution_across_seeds(
+    evidence, judge_word, memo, registry, pytestconfig, model_source, preset, seeds, thresholds,
+    statistic,
+):  # fmt: skip
+    results = [memo(trajectory, model_source, seed, thresholds) for seed in seeds]
+    margin = thresholds[f"smallest_change_{statistic}"]
+    decided = evolution_verdict(seed_changes(results, statistic), margin,
+                                thresholds["confidence"], statistic)  # fmt: skip
+    if preset == pytestconfig.stash[OPTIONS_KEY].presets[0]:  # one figure per claim
+        by_preset = every_preset(memo, registry, pytestconfig)
+        evidence.figure(f"{statistic} through training, every preset",
+                        trajectories_figure(by_preset, statistic))  # fmt: skip
+    judge_word(READING, {"statistic": statistic, "preset": preset}, decided.word,
+               decided.describe(), seeds_tested=decided.seeds, change_mean=decided.mean,
+               change_low=decided.low, change_high=decided.high, margin=margin)  # fmt: skip
+    assert_trained(evidence, results, thresholds)
+
+
+def assert_trained(evidence, results: list[dict], thresholds: dict) -> None:
+    """A property's evolution means little if training taught nothing: the accuracy on the
+    structured families (claim 6's measure) must rise from step 0 by the registry's margin (the
+    margin rule across seeds). Fails when the seeds show it did not (refuted); too few seeds to
+    show it is recorded, not failed."""
+    gains = np.array([result["structured_accuracy"][-1] - result["structured_accuracy"][0]
+                      for result in results])  # fmt: skip
+    learned = margin_verdict(gains, thresholds["accuracy_margin"], thresholds["confidence"],
+                             "accuracy gain")  # fmt: skip
+    evidence.record(trained=learned.verdict, accuracy_gain_mean=learned.mean)
+    assert learned.verdict != "refuted", f"training did not teach the task: {learned.describe()}"
+
+
+def every_preset(memo, registry, pytestconfig) -> dict[str, tuple[list[dict], dict]]:
+    """{preset: (its trajectories over its seeds, its thresholds)} for every preset of the run."""
+    options = pytestconfig.stash[OPTIONS_KEY]
+    by_preset = {}
+    for preset in options.presets:
+        source = source_for(preset_config(preset, options.overrides), options.panel_rule)
+        thresholds = claim_thresholds(registry_entry(registry, CLAIM), preset)
+        seeds = run_seeds(pytestconfig, CLAIM, preset)
+        by_preset[preset] = ([memo(trajectory, source, seed, thresholds) for seed in seeds],
+                             thresholds)  # fmt: skip
+    return by_preset
+
+
+def trajectories_figure(by_preset: dict[str, tuple[list[dict], dict]], statistic: str):
+    """A column per preset. Top: the network's statistic and the embedding alone's at every
+    snapshot (median, band from min to max over seeds), against the band of the random inits
+    (step 0). Bottom: each seed's change of network - embedding from step 0, the mean change
+    with its interval at the last step, and ±margin: the decision."""
+    figure, axes = plt.subplots(2, len(by_preset), figsize=(4.2 * len(by_preset), 6.4),
+                                squeeze=False, sharex=True, layout="constrained")  # fmt: skip
+    for column, (preset, (results, thresholds)) in enumerate(by_preset.items()):
+        steps = results[0]["steps"]
+        top, bottom = axes[0, column], axes[1, column]
+        for side in ("network", "embedding"):
+            values = np.array([result[statistic][side] for result in results])  # [seeds, S]
+            style = SOURCES[side]
+            top.fill_between(steps, values.min(axis=0), values.max(axis=0), alpha=0.2,
+                             color=style.colour)  # fmt: skip
+            top.plot(steps, np.median(values, axis=0), color=style.colour, marker=style.marker,
+                     markersize=4, label=style.label)  # fmt: skip
+        init = np.array([result[statistic]["network"][0] for result in results])
+        top.axhspan(init.min(), init.max(), color="#bbbbbb", alpha=0.4, zorder=0,
+                    label="random inits (step 0)")  # fmt: skip
+        structured = np.median([result["structured_accuracy"] for result in results], axis=0)
+        heldout = np.median([result["accuracy"] for result in results], axis=0)
+        top.set_title(f"{preset}\naccuracy: families {structured[0]:.2f} → {structured[-1]:.2f}, "
+                      f"held-out {heldout[0]:.2f} → {heldout[-1]:.2f}", fontsize=8)  # fmt: skip
+        top.set_ylabel(UNITS[statistic])
+        top.grid(alpha=0.3)
+        top.legend(fontsize=7, loc="best")
+        changes_panel(bottom, results, statistic, thresholds)
+    return figure
+
+
+def changes_panel(ax, results: list[dict], statistic: str, thresholds: dict) -> None:
+    """Each seed's change of network - embedding since step 0, and the evolution verdict."""
+    steps = results[0]["steps"]
+    beyond = beyond_by_step(results, statistic)  # [seeds, S]
+    changes = beyond - beyond[:, :1]
+    margin = thresholds[f"smallest_change_{statistic}"]
+    decided = evolution_verdict(seed_changes(results, statistic), margin,
+                                thresholds["confidence"], statistic)  # fmt: skip
+    network = SOURCES["network"]
+    for row in changes:
+        ax.plot(steps, row, color=network.colour, alpha=0.5, linewidth=1)
+    ax.errorbar([steps[-1]], [decided.mean], yerr=[[decided.mean - decided.low],
+                [decided.high - decided.mean]], fmt="o", color="black", capsize=4,
+                label=f"mean, {thresholds['confidence']:.0%} interval")  # fmt: skip
+    threshold_line(ax, margin, "+margin")
+    threshold_line(ax, -margin, "-margin")
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.set_title(f"{decided.word} ({len(results)} seeds, a line each)", fontsize=9)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("change of network - embedding since step 0")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")

@@ -1,0 +1,205 @@
+"""The architecture sweep: which architectural choice, if any, creates structure beyond the
+embedding?
+
+The seed's future direction: "test different architectures for interpretability bias" (the
+three presets were chosen by hand). A factorial design over the registry's factors (norm,
+activation, attention, init, causal mask, width): every combination an architecture, each
+measured on several seeds with the controlled statistics of claims 1, 3 and 4 and the embedding
+alone's on the same inputs (mechclaims.interp.claims.sweep). The statistic explained is the
+paired difference network - embedding. Main effects by least squares on factor indicators, with
+bootstrap intervals over seeds; a factor's term raises it (interval above 0), lowers it (below)
+or is unresolved; and the interaction of the two largest factors.
+
+Each architecture is a test parameter: one whose measurement fails fails its own tests, and
+the effects are fitted on the others (named). Opt-in: `pytest claims -m sweep`.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from claim_plots import SOURCES, new_figure
+from mechclaims.fixtures.plugin import OPTIONS_KEY, REGISTRY_KEY
+from mechclaims.interp.claims.measured import UNITS, measured_thresholds
+from mechclaims.interp.claims.sweep import (
+    STATISTICS,
+    cells,
+    factor_terms,
+    interaction,
+    largest_factors,
+    main_effects,
+    measure,
+    paired_values,
+)
+from mechclaims.interp.claims.sweep import architecture as architecture_config
+from mechclaims.interp.sources import source_for
+from mechclaims.interp.verdicts import margin_verdict
+from mechclaims.model.config import TransformerConfig
+
+CLAIM = "sweep"
+READING = "sweep"
+STATEMENT = "Some architectural choice creates structure beyond the embedding."
+MEASURES = {READING: measure}  # what each reading asks memo for
+pytestmark = pytest.mark.sweep
+
+
+def sweep_factors(config: pytest.Config) -> dict:
+    """The registry's factors of the sweep ({} without a registry or a sweep)."""
+    registry = config.stash[REGISTRY_KEY] or {"claims": {}}
+    return registry["claims"].get(CLAIM, {}).get("factors", {})
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The architectures (every combination of the factors' levels) and the factors' terms."""
+    factors = sweep_factors(metafunc.config)
+    if "architecture" in metafunc.fixturenames:
+        ids = list(cells(factors))
+        metafunc.parametrize("architecture", ids, ids=ids)
+    if "factor" in metafunc.fixturenames:
+        terms = [term for term, _, _ in factor_terms(factors)]
+        metafunc.parametrize("factor", terms, ids=terms)
+
+
+def cell_source(pytestconfig: pytest.Config, architecture_id: str, thresholds: dict):
+    """The ModelSource of one architecture: the base preset with its levels."""
+    levels = cells(sweep_factors(pytestconfig))[architecture_id]
+    base = TransformerConfig.preset(thresholds["base_preset"])
+    cfg = architecture_config(base, levels)
+    return source_for(cfg, pytestconfig.stash[OPTIONS_KEY].panel_rule)
+
+
+@pytest.mark.claim(f"{CLAIM}/{READING}", statement=STATEMENT)
+def test_architecture(evidence, memo, pytestconfig, architecture, seed, thresholds):
+    result = memo(measure, cell_source(pytestconfig, architecture, thresholds), seed, thresholds)
+    evidence.record(**{
+        f"{claim.replace('-', '_')}_{side}": values[side]
+        for claim, values in result.items() for side in ("network", "embedding")
+    })  # fmt: skip
+    assert all(np.isfinite(list(values.values())).all() for values in result.values())
+
+
+@pytest.mark.claim(f"{CLAIM}/{READING}", statement=STATEMENT, decides=True)
+@pytest.mark.parametrize("statistic", STATISTICS)
+def test_effect_across_seeds(
+    evidence, judge_word, memo, pytestconfig, seeds, thresholds, statistic, factor
+):
+    factors = sweep_factors(pytestconfig)
+    values, kept, failed = measured_cells(memo, pytestconfig, seeds, thresholds, statistic)
+    rng = np.random.default_rng([15, STATISTICS.index(statistic)])  # the same for every term
+    effects = main_effects(values, list(kept.values()), factors, rng, thresholds["confidence"],
+                           thresholds["n_resamples"])  # fmt: skip
+    i = effects.terms.index(factor)
+    beyond = beyond_embedding(values, statistic, thresholds)  # [A] bool
+    account = (
+        f"{effects.word(factor)}: {contrast(factor, factors)} {effects.value[i]:+.3g} "
+        f"[{effects.low[i]:.3g}, {effects.high[i]:.3g}] in network - embedding; "
+        f"architectures: {len(kept)} ({beyond.sum()} beyond the embedding), {len(seeds)} seeds"
+    )
+    if factor == effects.terms[0]:  # one figure and table per statistic
+        pair = largest_factors(effects)
+        joint = interaction(values, list(kept.values()), factors, pair,
+                            np.random.default_rng([15, STATISTICS.index(statistic)]),
+                            thresholds["confidence"], thresholds["n_resamples"])  # fmt: skip
+        evidence.table("main effects and the interaction of the two largest",
+                       effects_rows(effects, joint, factors, len(kept)))  # fmt: skip
+        evidence.figure("architectures and main effects",
+                        sweep_figure(values, kept, factors, effects, joint, beyond, statistic,
+                                     thresholds))  # fmt: skip
+    judge_word(READING, {"statistic": statistic, "factor": factor}, effects.word(factor),
+               account, architectures=len(kept), failed_architectures=failed,
+               architectures_beyond_embedding=int(beyond.sum()),
+               effect=effects.value[i], effect_low=effects.low[i],
+               effect_high=effects.high[i])  # fmt: skip
+
+
+def measured_cells(memo, pytestconfig, seeds, thresholds: dict, statistic: str):
+    """values [seeds, A] of network - embedding for every architecture measured on every seed,
+    those architectures {id: levels}, and the ids of those whose measurement failed (their own
+    tests show why; the effects are fitted without them)."""
+    results, kept, failed = [], {}, []
+    for architecture_id, levels in cells(sweep_factors(pytestconfig)).items():
+        try:
+            source = cell_source(pytestconfig, architecture_id, thresholds)
+            results.append([memo(measure, source, seed, thresholds) for seed in seeds])
+        except Exception:  # any failure of one cell: it fails its own tests, not the sweep's
+            failed.append(architecture_id)
+            continue
+        kept[architecture_id] = levels
+    return paired_values(results, statistic), kept, failed
+
+
+def beyond_embedding(values: np.ndarray, statistic: str, thresholds: dict) -> np.ndarray:
+    """[A] whether each architecture's network - embedding [seeds] is beyond the embedding by
+    the measured claim's margin (its margin rule across seeds)."""
+    margin = measured_thresholds(thresholds, statistic)["margin_embedding"]
+    return np.array([margin_verdict(column, margin, thresholds["confidence"]).verdict
+                     == "supported" for column in values.T])  # fmt: skip
+
+
+def contrast(term: str, factors: dict) -> str:
+    """What a term compares, e.g. `norm: post - pre`."""
+    field, level = next((f, lv) for t, f, lv in factor_terms(factors) if t == term)
+    return f"{term}: {level} - {factors[field][0]}"
+
+
+def effects_rows(effects, joint, factors: dict, architectures: int) -> list[dict]:
+    """The table: per term (main effects, then the interaction) its estimate and interval."""
+    rows = []
+    for kind, table in (("main effect", effects), ("interaction", joint)):
+        for i, term in enumerate(table.terms):
+            rows.append({
+                "architectures": architectures, "kind": kind, "term": term,
+                "factors": table.factor_of[i],
+                "compares": contrast(term, factors) if kind == "main effect" else term,
+                "effect": float(table.value[i]), "low": float(table.low[i]),
+                "high": float(table.high[i]), "finding": table.word(term),
+            })  # fmt: skip
+    return rows
+
+
+def sweep_figure(values, kept: dict, factors: dict, effects, joint, beyond, statistic: str,
+                 thresholds: dict):  # fmt: skip
+    """Left: every architecture's mean network - embedding over seeds (rows: the first half of
+    the factors' levels, columns: the rest), a dot where the margin rule puts it beyond the
+    embedding. Right: main effects and the interaction, with bootstrap intervals."""
+    figure, (ax_map, ax_effects) = new_figure(2, width=6.0, height=5.0)
+    fields = list(factors)
+    rows_of, columns_of = fields[: len(fields) // 2], fields[len(fields) // 2 :]
+    row_keys = list(itertools.product(*(factors[field] for field in rows_of)))
+    column_keys = list(itertools.product(*(factors[field] for field in columns_of)))
+    grid = np.full((len(row_keys), len(column_keys)), np.nan)
+    margin = measured_thresholds(thresholds, statistic)["margin_embedding"]
+    for value, cell, above in zip(values.T, kept.values(), beyond, strict=True):
+        r = row_keys.index(tuple(cell[f] for f in rows_of))
+        c = column_keys.index(tuple(cell[f] for f in columns_of))
+        grid[r, c] = value.mean()
+        if above:
+            ax_map.plot(c, r, "o", color="black", markersize=3)
+    limit = np.nanmax(np.abs(grid))
+    image = ax_map.imshow(grid, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    figure.colorbar(image, ax=ax_map, label=f"network - embedding\n({UNITS[statistic]})")
+    ax_map.set_yticks(range(len(row_keys)), ["/".join(map(str, key)) for key in row_keys],
+                      fontsize=6)  # fmt: skip
+    ax_map.set_xticks(range(len(column_keys)), ["/".join(map(str, key)) for key in column_keys],
+                      fontsize=6, rotation=90)  # fmt: skip
+    ax_map.set_ylabel("/".join(rows_of))
+    ax_map.set_xlabel("/".join(columns_of))
+    ax_map.set_title(f"{len(kept)} architectures; dot: beyond the embedding by {margin:g}",
+                     fontsize=9)  # fmt: skip
+    terms = [*effects.terms, *joint.terms]
+    value = np.concatenate([effects.value, joint.value])
+    low, high = np.concatenate([effects.low, joint.low]), np.concatenate([effects.high, joint.high])
+    positions = np.arange(len(terms))[::-1]
+    network = SOURCES["network"]
+    ax_effects.errorbar(value, positions, xerr=[value - low, high - value], fmt=network.marker,
+                        color=network.colour, capsize=3)  # fmt: skip
+    ax_effects.axvline(0.0, color="black", linewidth=0.6)
+    ax_effects.set_yticks(positions, terms, fontsize=7)
+    ax_effects.set_xlabel(f"effect on network - embedding\n({UNITS[statistic]})")
+    ax_effects.set_title(f"main effects and interaction\n{thresholds['confidence']:.0%} "
+                         "bootstrap intervals over seeds", fontsize=9)  # fmt: skip
+    ax_effects.grid(axis="x", alpha=0.3)
+    return figure

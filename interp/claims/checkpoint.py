@@ -1,0 +1,95 @@
+"""Each claim's reading on a checkpoint and on its random baselines (a checkpoint run).
+
+For `pytest claims/ --model-checkpoint PATH` (claims/test_checkpoints.py) and its calibration
+and power checks (claims/test_checkpoint_checks.py): every claim's reading is measured on the
+checkpoint and on random inits of its config, all with the input seed CHECKPOINT_INPUTS; the
+registry's `primary` statistic of each reading goes into Crawford and Howell's single-case test
+(`mechclaims.interp.checkpoints`). `memo` is the harness's broker: each measurement once.
+"""
+
+from __future__ import annotations
+
+from mechclaims.interp.checkpoints import checkpoint_verdicts, single_case_test
+from mechclaims.interp.claims import (
+    circuits,
+    feature_detectors,
+    persistence,
+    selectivity,
+    specific_hypothesis,
+    structured_inputs,
+)
+from mechclaims.interp.sources import ModelSource, baseline_source
+
+CHECKPOINT_INPUTS = 0  # the input seed the checkpoint and every baseline are measured with
+# The measurement of each claim's readings on a given model.
+MEASURES = {
+    "feature-detectors": {"seed-protocol": feature_detectors.seed_protocol,
+                          "controlled": feature_detectors.controlled},
+    "specific-hypothesis": {"seed-protocol": specific_hypothesis.seed_protocol,
+                            "controlled": specific_hypothesis.controlled},
+    "selectivity": {"seed-protocol": selectivity.seed_protocol,
+                    "controlled": selectivity.controlled},
+    "circuits": {"seed-protocol": circuits.seed_protocol, "controlled": circuits.controlled},
+    "structured-inputs": {"seed-protocol": structured_inputs.seed_protocol,
+                          "controlled": structured_inputs.controlled},
+    "persistence": {"controlled": persistence.against_init},
+}  # fmt: skip
+NEEDS_INITIALIZATION = {"persistence"}  # compares the model with its own initialization
+READINGS = ("seed-protocol", "controlled")
+
+
+def statistic(measured: dict, primary: dict) -> float:
+    """The reading's primary statistic (registry `primary`) in one measurement's result."""
+    values = measured.get("result", measured)  # claim 4 keeps its figure data beside
+    value = values[primary["statistic"]]
+    return float(value - values[primary["minus"]] if "minus" in primary else value)
+
+
+def not_applicable(claim: str, reading: str, entry: dict, source: ModelSource) -> str | None:
+    """Why the reading cannot judge this checkpoint, or None."""
+    primary = entry.get("primary", {}).get(reading)
+    if primary is None:
+        return f"the registry names no primary statistic of {claim}'s {reading} reading"
+    if "not_applicable" in primary:
+        return primary["not_applicable"]
+    if claim in NEEDS_INITIALIZATION and source.init_seed is None:
+        return "it needs the model's own initialization, which this checkpoint does not record"
+    return None
+
+
+def baseline_seeds(source: ModelSource, seeds) -> list[int]:
+    """The baselines' seeds: the run's, but the checkpoint's own initialization (when known),
+    which is no random draw beside it (for claim 6 it would be the checkpoint's retest)."""
+    return [seed for seed in seeds if seed != source.init_seed]
+
+
+def single_cases(memo, registry, source: ModelSource, seeds) -> dict:
+    """{(claim, reading): SingleCase, or the reason it does not apply}, every claim and reading
+    (memo computes each measurement once)."""
+    cases = {}
+    for claim, readings in MEASURES.items():
+        entry = registry["claims"][claim]
+        for reading in READINGS:
+            reason = not_applicable(claim, reading, entry, source)
+            if reason:
+                cases[claim, reading] = reason
+                continue
+            measure, primary = readings[reading], entry["primary"][reading]
+            value = statistic(memo(measure, source, CHECKPOINT_INPUTS, entry["thresholds"]),
+                              primary)  # fmt: skip
+            baselines = [
+                statistic(memo(measure, baseline_source(source, seed), CHECKPOINT_INPUTS,
+                               entry["thresholds"]), primary)
+                for seed in baseline_seeds(source, seeds)
+            ]  # fmt: skip
+            cases[claim, reading] = single_case_test(value, baselines)
+    return cases
+
+
+def judged(memo, registry, source: ModelSource, seeds) -> dict:
+    """{(claim, reading): (verdict, adjusted p, BH q)} of the readings that apply, judged
+    together (`mechclaims.interp.checkpoints.checkpoint_verdicts`)."""
+    cases = single_cases(memo, registry, source, seeds)
+    keys = [key for key, case in cases.items() if not isinstance(case, str)]
+    verdicts = checkpoint_verdicts([cases[key] for key in keys], registry["checkpoints"]["fdr"])
+    return dict(zip(keys, verdicts, strict=True))

@@ -1,0 +1,52 @@
+"""The plan of our own claims: what the broker submits at the end of collection is exactly what
+their tests then ask memo for (a planned measurement no test asks for would be computed on the
+cluster for nothing; one asked for and not planned would wait for its turn)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAN_CHECK = """
+import json
+
+import pytest
+
+from mechclaims.fixtures.plugin import BROKER_PLUGIN
+
+
+def broker(config):
+    return config.pluginmanager.get_plugin(BROKER_PLUGIN).broker
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    session.config.planned = sorted(broker(session.config).pending)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    asked = sorted(broker(session.config).results)
+    with open("keys.json", "w") as handle:
+        json.dump({"planned": session.config.planned, "asked": asked}, handle)
+"""
+
+
+def test_the_claims_ask_for_exactly_the_measurements_planned_for_them(tmp_path):
+    (tmp_path / "plan_check.py").write_text(PLAN_CHECK)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "OPENBLAS_NUM_THREADS": "1"}
+    args = ["-p", "plan_check", "--model-preset", "tiny-mha", "--seeds", "0:2",
+            "--rootdir", str(ROOT), "-p", "no:cacheprovider", "-q",
+            "--evidence-dir", str(tmp_path / "report")]  # fmt: skip
+    run = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "claims"), *args],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    keys = json.loads((tmp_path / "keys.json").read_text())
+    assert keys["planned"] == keys["asked"]
+    functions = {key.split("-seed")[0] for key in keys["planned"]}
+    assert functions == {"seed_protocol", "controlled", "measure"}
+    assert len(keys["planned"]) == 2 * (2 * 5 + 1)  # 2 seeds: 5 claims x 2 readings, claim 6
