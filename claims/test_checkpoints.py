@@ -25,9 +25,12 @@ from mechclaims.interp.claims.checkpoint import (
     READINGS,
     baseline_seeds,
     judged,
+    measurements,
     single_cases,
 )
 from mechclaims.interp.sources import ModelSource
+
+PLAN = measurements  # what each test asks memo for, for the broker (mechclaims.fixtures.plugin)
 
 
 def judge_checkpoint(evidence, memo, registry, source: ModelSource, seeds, claim, reading):

@@ -63,26 +63,45 @@ def baseline_seeds(source: ModelSource, seeds) -> list[int]:
     return [seed for seed in seeds if seed != source.init_seed]
 
 
-def single_cases(memo, registry, source: ModelSource, seeds) -> dict:
-    """{(claim, reading): SingleCase, or the reason it does not apply}, every claim and reading
-    (memo computes each measurement once)."""
-    cases = {}
+def applicable(registry, source: ModelSource):
+    """(claim, reading, measure, entry, reason) of every claim and reading, in order; reason is
+    why the reading cannot judge this checkpoint, or None."""
     for claim, readings in MEASURES.items():
         entry = registry["claims"][claim]
         for reading in READINGS:
             reason = not_applicable(claim, reading, entry, source)
-            if reason:
-                cases[claim, reading] = reason
-                continue
-            measure, primary = readings[reading], entry["primary"][reading]
-            value = statistic(memo(measure, source, CHECKPOINT_INPUTS, entry["thresholds"]),
-                              primary)  # fmt: skip
-            baselines = [
-                statistic(memo(measure, baseline_source(source, seed), CHECKPOINT_INPUTS,
-                               entry["thresholds"]), primary)
-                for seed in baseline_seeds(source, seeds)
-            ]  # fmt: skip
-            cases[claim, reading] = single_case_test(value, baselines)
+            yield claim, reading, None if reason else readings[reading], entry, reason
+
+
+def measurements(registry, source: ModelSource, seeds) -> list[tuple]:
+    """Every (measure, source, input seed, thresholds) that `single_cases` asks memo for: the
+    checkpoint's, then its baselines', reading by reading (the broker's plan of a checkpoint
+    run)."""
+    sources = [source, *(baseline_source(source, seed) for seed in baseline_seeds(source, seeds))]
+    return [
+        (measure, each, CHECKPOINT_INPUTS, entry["thresholds"])
+        for _, _, measure, entry, reason in applicable(registry, source)
+        if reason is None
+        for each in sources
+    ]
+
+
+def single_cases(memo, registry, source: ModelSource, seeds) -> dict:
+    """{(claim, reading): SingleCase, or the reason it does not apply}, every claim and reading
+    (memo computes each measurement once)."""
+    cases = {}
+    for claim, reading, measure, entry, reason in applicable(registry, source):
+        if reason:
+            cases[claim, reading] = reason
+            continue
+        primary = entry["primary"][reading]
+        value = statistic(memo(measure, source, CHECKPOINT_INPUTS, entry["thresholds"]), primary)
+        baselines = [
+            statistic(memo(measure, baseline_source(source, seed), CHECKPOINT_INPUTS,
+                           entry["thresholds"]), primary)
+            for seed in baseline_seeds(source, seeds)
+        ]  # fmt: skip
+        cases[claim, reading] = single_case_test(value, baselines)
     return cases
 
 

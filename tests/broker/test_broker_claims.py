@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mechclaims import Transformer, TransformerConfig
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAN_CHECK = """
 import json
@@ -36,17 +38,31 @@ def pytest_sessionfinish(session):
 """
 
 
-def test_the_claims_ask_for_exactly_the_measurements_planned_for_them(tmp_path):
+def planned_and_asked(tmp_path: Path, *args: str) -> dict[str, list[str]]:
+    """{"planned": keys submitted at the end of collection, "asked": keys memo was asked for}
+    of `pytest claims/ *args`, which must pass."""
     (tmp_path / "plan_check.py").write_text(PLAN_CHECK)
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "OPENBLAS_NUM_THREADS": "1"}
-    args = ["-p", "plan_check", "--model-preset", "tiny-mha", "--seeds", "0:2",
-            "--rootdir", str(ROOT), "-p", "no:cacheprovider", "-q",
-            "--evidence-dir", str(tmp_path / "report")]  # fmt: skip
-    run = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "claims"), *args],
+    options = ["-p", "plan_check", "-p", "no:cacheprovider", "-q",
+               "--evidence-dir", str(tmp_path / "report")]  # fmt: skip
+    run = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "claims"), *options, *args],
                          cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    keys = json.loads((tmp_path / "keys.json").read_text())
+    return json.loads((tmp_path / "keys.json").read_text())
+
+
+def test_the_claims_ask_for_exactly_the_measurements_planned_for_them(tmp_path):
+    keys = planned_and_asked(tmp_path, "--model-preset", "tiny-mha", "--seeds", "0:2")
     assert keys["planned"] == keys["asked"]
     functions = {key.split("-seed")[0] for key in keys["planned"]}
     assert functions == {"seed_protocol", "controlled", "measure"}
     assert len(keys["planned"]) == 2 * (2 * 5 + 1)  # 2 seeds: 5 claims x 2 readings, claim 6
+
+
+def test_a_checkpoint_run_asks_for_exactly_the_measurements_planned_for_it(tmp_path):
+    checkpoint = tmp_path / "random.npz"
+    Transformer(TransformerConfig.preset("tiny-mha"), seed=7).save(checkpoint)
+    keys = planned_and_asked(tmp_path, "--model-checkpoint", str(checkpoint), "--seeds", "0:3")
+    assert keys["planned"] == keys["asked"]
+    # The checkpoint and 3 baselines, on 5 claims x 2 readings and claim 6's controlled one.
+    assert len(keys["planned"]) == 4 * (2 * 5 + 1)
