@@ -25,13 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from mechclaims.interp.claims.measured import CLAIMS, beyond_embedding
-from mechclaims.interp.claims.persistence import TASK
-from mechclaims.interp.inputs import family_sequences
+from mechclaims.interp.claims.persistence import TASK, structured_families, train_settings
 from mechclaims.interp.persistence import family_accuracy
-from mechclaims.interp.sources import PANEL_SIZE, ModelSource
+from mechclaims.interp.sources import ModelSource
 from mechclaims.interp.verdicts import margin_verdict
-from mechclaims.model.tasks import PATTERN_FAMILIES, get_task
-from mechclaims.model.train import TrainSettings, evaluate, train
+from mechclaims.model.tasks import get_task
+from mechclaims.model.train import evaluate, train
 from mechclaims.model.transformer import Transformer
 
 STATISTICS = tuple(CLAIMS)  # the claims measured at every snapshot
@@ -47,20 +46,9 @@ def trajectory(source: ModelSource, seed: int, thresholds: dict) -> dict:
     "structured_accuracy": [S] mean next-token accuracy over the structured families' members,
     "<claim>": {"network": [S], "embedding": [S]} for each of STATISTICS}."""
     task = get_task(TASK).on_tokens(source.panel)
-    settings = TrainSettings(
-        steps=thresholds["train_steps"],
-        batch_size=thresholds["train_batch_size"],
-        lr=thresholds["train_lr"],
-        warmup=thresholds["train_warmup"],
-        eval_size=thresholds["eval_size"],
-        snapshot_every=thresholds["snapshot_every"],
-        seed=seed,
-    )
-    families = {
-        name: source.tokens(members)
-        for name, members in family_sequences(PANEL_SIZE, task.seq_len).items()
-        if name in PATTERN_FAMILIES
-    }  # the structured families of the task, as claim 6 measures them
+    settings = train_settings(thresholds, seed, eval_size=thresholds["eval_size"],
+                              snapshot_every=thresholds["snapshot_every"])  # fmt: skip
+    families = structured_families(source, task)  # as claim 6 measures them
     steps, measured = [], []
     with tempfile.TemporaryDirectory() as directory:
 

@@ -42,19 +42,31 @@ def training(source: ModelSource, seed: int, thresholds: dict) -> TrainedPair:
     """The model of (source, seed) and its copy trained on the task (its tokens written as the
     source's panel), by the registry's budget."""
     task = get_task(TASK).on_tokens(source.panel)
-    settings = TrainSettings(
+    settings = train_settings(thresholds, seed)
+    return train_from_init(source.model(seed), task, settings, structured_families(source, task))
+
+
+def train_settings(thresholds: dict, seed: int, **more) -> TrainSettings:
+    """The registry's training budget (train_steps, train_batch_size, train_lr, train_warmup),
+    and `more` settings."""
+    return TrainSettings(
         steps=thresholds["train_steps"],
         batch_size=thresholds["train_batch_size"],
         lr=thresholds["train_lr"],
         warmup=thresholds["train_warmup"],
         seed=seed,
+        **more,
     )
-    families = {
+
+
+def structured_families(source: ModelSource, task) -> dict[str, np.ndarray]:
+    """{family: its member sequences [n, T] as the source's token ids}, the task's structured
+    families (PATTERN_FAMILIES)."""
+    return {
         name: source.tokens(members)
         for name, members in family_sequences(PANEL_SIZE, task.seq_len).items()
         if name in PATTERN_FAMILIES
     }
-    return train_from_init(source.model(seed), task, settings, families)
 
 
 def measure(source: ModelSource, seed: int, thresholds: dict) -> dict:
