@@ -212,8 +212,10 @@ def test_an_architecture_whose_measurement_fails_fails_its_own_tests_only(pytest
     tables = "".join(f"[claims.sweep.verdicts.sweep.{statistic}]\n{words}\n"
                      for statistic in ("feature-detectors", "selectivity", "circuits"))  # fmt: skip
     (pytester.path / "claims" / "registry.toml").write_text(SMALL_SWEEP + tables)
-    result = pytester.runpytest(*PLUGIN, "claims", "-ra", "-m", "sweep", "--seeds", "0:3",
-                                "--evidence-dir", "ev")  # fmt: skip
+    # In a process of its own: this process may have imported our claims/test_sweep.py already
+    # (a module named test_sweep from another file: an import-file mismatch).
+    result = pytester.runpytest_subprocess(*PLUGIN, "claims", "-ra", "-m", "sweep",
+                                           "--seeds", "0:3", "--evidence-dir", "ev")  # fmt: skip
     result.assert_outcomes(passed=3 * 3 + 3 * 2, failed=3)  # per architecture and seed; effects
     result.stdout.fnmatch_lines(
         ["E * ValueError: n_heads=4 must divide d_model=18*",
