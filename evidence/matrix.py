@@ -1,5 +1,8 @@
 """The verdict matrix: a row per claim, a column per reading and group, a verdict in each cell.
 
+(A group of several parameters is a column per value of its first, and a row per claim and
+values of the others: `Decision.row`.)
+
 The cells are the deciding tests' verdicts (`results`): the test of `selectivity/controlled`
 with the parameters {"preset": "tiny-mha"} fills the row `selectivity`, column (`controlled`,
 {"preset": "tiny-mha"}). Rows follow the described order of the claims, columns the described
@@ -39,8 +42,28 @@ class Decision:
     entry: dict[str, Any]
 
     @property
+    def row(self) -> Row:
+        """The matrix row: the claim, and the group's parameters past its first. A group of
+        several parameters (e.g. preset and statistic) is a column per value of its first and a
+        row per claim and values of the others, not a column per combination."""
+        return self.claim, tuple(list(self.group.items())[1:])
+
+    @property
+    def column_group(self) -> dict[str, Any]:
+        return dict(list(self.group.items())[:1])
+
+    @property
     def column(self) -> tuple[str, str]:
-        return column_key(self.reading, self.group)
+        return column_key(self.reading, self.column_group)
+
+
+Row = tuple[str, tuple]  # (claim, ((parameter, value), ...))
+
+
+def row_label(row: Row, name: str) -> str:
+    """`name · value, value`: a row's claim (as `name`) and its own group values."""
+    values = ", ".join(display(value) for _, value in row[1])
+    return f"{name} · {values}" if values else name
 
 
 def column_key(reading: str, group: dict[str, Any]) -> tuple[str, str]:
@@ -55,16 +78,19 @@ def decisions_of(results: dict[str, Any]) -> list[Decision]:
     ]
 
 
-def matrix_rows(decisions: Iterable[Decision], descriptions: dict[str, Any]) -> list[str]:
-    """The claims, in the described order."""
-    return sorted({d.claim for d in decisions}, key=lambda claim: claim_rank(descriptions, claim))
+def matrix_rows(decisions: Iterable[Decision], descriptions: dict[str, Any]) -> list[Row]:
+    """The rows (Decision.row): claims in the described order, then their groups' values."""
+    return sorted(
+        {d.row for d in decisions},
+        key=lambda row: (claim_rank(descriptions, row[0]), group_rank(descriptions, dict(row[1]))),
+    )
 
 
 def matrix_columns(
     decisions: Iterable[Decision], descriptions: dict[str, Any]
 ) -> list[tuple[str, dict[str, Any]]]:
     """(reading, group) pairs: readings in the described order, then groups in theirs."""
-    columns = {d.column: (d.reading, d.group) for d in decisions}
+    columns = {d.column: (d.reading, d.column_group) for d in decisions}
     return sorted(
         columns.values(),
         key=lambda column: (
@@ -74,9 +100,9 @@ def matrix_columns(
     )
 
 
-def cells_by_position(decisions: Iterable[Decision]) -> dict[tuple[str, tuple[str, str]], Decision]:
-    """Each decision by (claim, column key)."""
-    return {(d.claim, d.column): d for d in decisions}
+def cells_by_position(decisions: Iterable[Decision]) -> dict[tuple[Row, tuple[str, str]], Decision]:
+    """Each decision by (row, column key)."""
+    return {(d.row, d.column): d for d in decisions}
 
 
 def group_text(group: dict[str, Any]) -> str:
@@ -116,10 +142,12 @@ def summary_sentences(decisions: list[Decision], descriptions: dict[str, Any]) -
 
 def reading_sentence(reading: str, cells: list[Decision], descriptions: dict[str, Any]) -> str:
     """E.g. `4 of the 6 claims reproduce as the seed measured them on at least one of the 3
-    presets (1 on all 3): 9 supported, 2 inconclusive, 7 refuted of 18 seed protocol verdicts.`"""
-    verdicts: dict[str, set[str]] = {}
+    presets (1 on all 3): 9 supported, 2 inconclusive, 7 refuted of 18 seed protocol verdicts.`
+    Counted by the matrix's rows and columns: `2 of the 4 statistics emerge ... of the 3
+    presets` where a row is a claim's statistic."""
+    verdicts: dict[Row, set[str]] = {}
     for cell in cells:
-        verdicts.setdefault(cell.claim, set()).add(cell.entry["verdict"])
+        verdicts.setdefault(cell.row, set()).add(cell.entry["verdict"])
     positive = reading_entry(descriptions, reading).get("positive", "supported")
     some = sum(positive in found for found in verdicts.values())
     every = sum(found == {positive} for found in verdicts.values())
@@ -127,7 +155,9 @@ def reading_sentence(reading: str, cells: list[Decision], descriptions: dict[str
     supported = reading_entry(descriptions, reading).get("supported") or (
         f"are supported by the {name} reading" if name else "are supported"
     )
-    subject = f"{some or 'None'} of the {plural(len(verdicts), 'claim')} {supported}"
+    rows = [dict(row[1]) for row in verdicts]
+    row_noun = group_noun(rows) if any(rows) else "claim"
+    subject = f"{some or 'None'} of the {plural(len(verdicts), row_noun)} {supported}"
     counted = " ".join(part for part in (str(len(cells)), name) if part)
     noun = "verdict" if len(cells) == 1 else "verdicts"
     return f"{subject}{where_supported(cells, some, every)}: {tally(cells)} of {counted} {noun}."
@@ -135,8 +165,8 @@ def reading_sentence(reading: str, cells: list[Decision], descriptions: dict[str
 
 def where_supported(cells: list[Decision], some: int, every: int) -> str:
     """` on at least one of the 3 presets (1 on all 3)`; '' when there is one group."""
-    groups = len({json.dumps(cell.group, sort_keys=True) for cell in cells})
-    noun = group_noun(cell.group for cell in cells)
+    groups = len({json.dumps(cell.column_group, sort_keys=True) for cell in cells})
+    noun = group_noun(cell.column_group for cell in cells)
     if groups == 1:
         return ""
     if not some:

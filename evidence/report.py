@@ -58,6 +58,7 @@ from mechclaims.evidence.document import (
 from mechclaims.evidence.files import remove_if_present, remove_unlisted_files, write_text_atomic
 from mechclaims.evidence.matrix import (
     Decision,
+    Row,
     cells_by_position,
     column_key,
     column_spans,
@@ -66,6 +67,7 @@ from mechclaims.evidence.matrix import (
     held,
     matrix_columns,
     matrix_rows,
+    row_label,
     summary_sentences,
 )
 from mechclaims.evidence.recorder import FIGURES_DIR
@@ -178,9 +180,10 @@ def verdict_matrix(decisions: list[Decision], results: dict[str, Any]) -> Table:
     """A row per claim (its title and statement), a column per reading and group."""
     descriptions = results["descriptions"]
 
-    def label(claim: str) -> Cell:
-        statement = claim_statement(claim, results)
-        return Cell(claim_title(descriptions, claim), sub=statement and f"“{statement}”")
+    def label(row: Row) -> Cell:
+        statement = claim_statement(row[0], results)
+        title = row_label(row, claim_title(descriptions, row[0]))
+        return Cell(title, sub=statement and f"“{statement}”")
 
     table = matrix_table(
         matrix_rows(decisions, descriptions),
@@ -194,21 +197,21 @@ def verdict_matrix(decisions: list[Decision], results: dict[str, Any]) -> Table:
 
 
 def matrix_table(
-    claims: list[str],
+    row_keys: list[Row],
     columns: list[tuple[str, dict[str, Any]]],
-    cells: dict[tuple[str, tuple[str, str]], Decision],
-    label: Callable[[str], str | Cell],
+    cells: dict[tuple[Row, tuple[str, str]], Decision],
+    label: Callable[[Row], str | Cell],
     render: Callable[[Decision], str | Cell],
     descriptions: dict[str, Any],
 ) -> Table:
-    """A row per claim (`label`), a column per (reading, group) under its reading; in each cell
-    its decision `render`ed, or a dash where there is none."""
+    """A row per claim (`label`; see Decision.row), a column per (reading, group) under its
+    reading; in each cell its decision `render`ed, or a dash where there is none."""
     rows = [
-        [label(claim), *(
+        [label(row), *(
             render(cells[position]) if position in cells else "—"
-            for position in ((claim, column_key(*column)) for column in columns)
+            for position in ((row, column_key(*column)) for column in columns)
         )]
-        for claim in claims
+        for row in row_keys
     ]  # fmt: skip
     headers = [", ".join(display(value) for value in group.values()) for _, group in columns]
     spans = [("", 1), *column_spans(columns, descriptions)]
@@ -319,7 +322,7 @@ def changes_matrix(
         matrix_rows(changed, descriptions),
         matrix_columns([*decisions, *changed], descriptions),
         {**cells_by_position(decisions), **cells_by_position(changed)},
-        lambda claim: claim_title(descriptions, claim),
+        lambda row: row_label(row, claim_title(descriptions, row[0])),
         render,
         descriptions,
     )
@@ -355,7 +358,7 @@ def terminal_matrix(results: dict[str, Any]) -> Table:
         matrix_rows(decisions, descriptions),
         matrix_columns(decisions, descriptions),
         cells_by_position(decisions),
-        lambda claim: claim,
+        lambda row: row_label(row, row[0]),
         lambda decision: " ".join(filter(None, (decision.entry["verdict"], held(decision.entry)))),
         descriptions,
     )

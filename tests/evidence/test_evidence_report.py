@@ -609,6 +609,38 @@ def test_the_report_opens_with_the_verdict_matrix_in_the_described_order(pyteste
     assert "<details><summary>why</summary>the registry: it fails on large</details>" in html
 
 
+STUDY_TESTS = """
+import pytest
+
+
+@pytest.mark.claim("study/evolution", decides=True)
+@pytest.mark.parametrize("statistic", ["zeta", "alpha"])
+@pytest.mark.parametrize("preset", ["large", "small"])
+def test_study(evidence, preset, statistic):
+    evidence.record(verdict="supported" if preset == "small" else "refuted",
+                    summary=f"{statistic} on {preset}")
+"""
+
+
+def test_a_group_of_two_parameters_is_a_column_per_first_and_a_row_per_second(pytester):
+    """Not a column per combination: the matrix of a study of statistics by preset has a row per
+    statistic and a column per preset, each in the described order."""
+    pytester.makeconftest(DESCRIBED_CONFTEST.replace(
+        '"groups": {"preset": ["small", "large"]}',
+        '"groups": {"preset": ["small", "large"], "statistic": ["zeta", "alpha"]}'))  # fmt: skip
+    pytester.makepyfile(test_study=STUDY_TESTS)
+    run(pytester).assert_outcomes(passed=4)
+    assert (pytester.path / "reports" / "latest" / "summary.md").read_text().startswith(
+        "# Evidence report\n\n2 of the 2 statistics are supported by the evolution reading on "
+        "at least one of the 2 presets (0 on all 2): 2 supported, 2 refuted of 4 evolution "
+        "verdicts.")  # fmt: skip
+    assert first_table(pytester.path / "reports" / "latest" / "index.md") == [
+        ["claim", "evolution · small", "evolution · large"],
+        ["**study · zeta**", "🟢 **supported** zeta on small", "🔴 **refuted** zeta on large"],
+        ["**study · alpha**", "🟢 **supported** alpha on small", "🔴 **refuted** alpha on large"],
+    ]  # fmt: skip
+
+
 def test_each_claim_has_a_section_with_readings_verdicts_figures_and_thresholds(pytester):
     write_described(pytester)
     run(pytester)
