@@ -7,8 +7,9 @@ tiny-mha preset against its random inits (the --seeds) exactly as `--model-check
 - Calibration: a checkpoint that is itself a random init of the config, of a seed outside the
   baselines', must be unlike-random on no claim but by chance: over CALIBRATION_SEEDS such
   checkpoints, the share unlike-random on any claim is consistent with at most the registry's
-  level: its one-sided 99% Clopper-Pearson lower bound lies at or below it (the procedure
-  promises at most 1/21 with 20 baselines; a check at 99% fails a calibrated one 1% of the time).
+  level: its one-sided Clopper-Pearson lower bound (at the registry's calibration_confidence,
+  0.99) lies at or below it (the procedure promises at most 1/21 with 20 baselines; a check at
+  99% fails a calibrated one 1% of the time).
 - Power: a model trained by our trainer on the patterns task changes what its units respond to;
   the claim that measures that (3, selectivity beyond the embedding) must come out
   unlike-random. Every verdict of the trained checkpoint is recorded beside it.
@@ -32,7 +33,6 @@ pytestmark = pytest.mark.calibration
 
 PRESET = "tiny-mha"  # the cheapest preset with attention weights
 CALIBRATION_SEEDS = range(1000, 1040)  # random-init checkpoints, outside any baseline's seed
-CALIBRATION_CONFIDENCE = 0.99  # of the one-sided bound on the rate of false unlike-random
 POWER_TRAINING = TrainSettings(steps=400, seed=0)  # `mechclaims train`'s defaults, 400 steps
 POWER_CLAIM = ("selectivity", "controlled")  # what training on patterns must change
 STATEMENT = "Judging a checkpoint against its random baselines is calibrated and has power."
@@ -66,10 +66,12 @@ def test_a_random_init_is_unlike_random_no_more_often_than_the_level(
     level = registry["checkpoints"]["fdr"]
     flagged = sum(bool(keys) for keys in unlike)
     low, high = wilson_interval(flagged, len(unlike))
-    bound = clopper_pearson_lower(flagged, len(unlike), CALIBRATION_CONFIDENCE)
+    confidence = registry["checkpoints"]["calibration_confidence"]
+    bound = clopper_pearson_lower(flagged, len(unlike), confidence)
     evidence.record(
         verdict="supported" if bound <= level else "refuted",
-        lower_bound_99=bound,
+        lower_bound=bound,
+        confidence=confidence,
         checkpoints=len(unlike),
         unlike_on_any_claim=flagged,
         rate_low=float(low),
@@ -78,7 +80,7 @@ def test_a_random_init_is_unlike_random_no_more_often_than_the_level(
         flagged=[f"{seed}: {', '.join('/'.join(key) for key in keys)}"
                  for seed, keys in zip(CALIBRATION_SEEDS, unlike, strict=True) if keys],
         summary=f"{flagged}/{len(unlike)} random-init checkpoints unlike-random on some claim "
-        f"(95% CI {low:.2f}-{high:.2f}; 99% lower bound {bound:.3f}, level {level})",
+        f"(95% CI {low:.2f}-{high:.2f}; {confidence:.0%} lower bound {bound:.3f}, level {level})",
     )  # fmt: skip
     figure, (ax,) = new_figure(1, width=6.0)
     ax.bar(list(CALIBRATION_SEEDS), [len(keys) for keys in unlike])
