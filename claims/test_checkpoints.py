@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from claim_plots import new_figure, source_style, threshold_line
+from mechclaims.fixtures.plugin import OPTIONS_KEY, REGISTRY_KEY, run_seeds
 from mechclaims.interp.checkpoints import CENTRAL_BAND
 from mechclaims.interp.claims.checkpoint import (
     MEASURES,
@@ -28,9 +29,16 @@ from mechclaims.interp.claims.checkpoint import (
     measurements,
     single_cases,
 )
-from mechclaims.interp.sources import ModelSource
+from mechclaims.interp.sources import ModelSource, checkpoint_source
 
-PLAN = measurements  # what each test asks memo for, for the broker (mechclaims.fixtures.plugin)
+
+def planned_measurements(item: pytest.Item) -> list[tuple]:
+    """What a checkpoint's test asks memo for (the broker's plan, see measurements_of in
+    mechclaims.fixtures.plugin): every reading on the checkpoint and its baselines."""
+    config = item.config
+    path = item.callspec.params["checkpoint"]
+    source = checkpoint_source(path, config.stash[OPTIONS_KEY].panel_rule)
+    return measurements(config.stash[REGISTRY_KEY], source, run_seeds(config, None))
 
 
 def judge_checkpoint(evidence, memo, registry, source: ModelSource, seeds, claim, reading):

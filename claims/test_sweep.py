@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from claim_plots import SOURCES, new_figure
-from mechclaims.fixtures.plugin import OPTIONS_KEY, REGISTRY_KEY
+from mechclaims.fixtures.plugin import OPTIONS_KEY, REGISTRY_KEY, run_seeds
+from mechclaims.fixtures.registry import claim_thresholds
 from mechclaims.interp.claims.measured import UNITS, measured_thresholds
 from mechclaims.interp.claims.sweep import (
     STATISTICS,
@@ -69,6 +70,26 @@ def cell_source(pytestconfig: pytest.Config, architecture_id: str, thresholds: d
     base = TransformerConfig.preset(thresholds["base_preset"])
     cfg = architecture_config(base, levels)
     return source_for(cfg, pytestconfig.stash[OPTIONS_KEY].panel_rule)
+
+
+def planned_measurements(item: pytest.Item) -> list[tuple]:
+    """What a sweep test asks memo for (the broker's plan, see measurements_of in
+    mechclaims.fixtures.plugin): its architecture for its seed; for an effect's test, every
+    architecture that can be built (one that cannot fails its own tests) on every seed."""
+    config, params = item.config, item.callspec.params
+    thresholds = claim_thresholds(config.stash[REGISTRY_KEY]["claims"][CLAIM], None)
+    if "architecture" in params:
+        ids, seeds = [params["architecture"]], [params["seed"]]
+    else:
+        ids, seeds = list(cells(sweep_factors(config))), run_seeds(config, CLAIM)
+    planned = []
+    for architecture_id in ids:
+        try:
+            source = cell_source(config, architecture_id, thresholds)
+        except ValueError:
+            continue
+        planned += [(measure, source, seed, thresholds) for seed in seeds]
+    return planned
 
 
 @pytest.mark.claim(f"{CLAIM}/{READING}", statement=STATEMENT)

@@ -38,16 +38,16 @@ def pytest_sessionfinish(session):
 """
 
 
-def planned_and_asked(tmp_path: Path, *args: str) -> dict[str, list[str]]:
+def planned_and_asked(tmp_path: Path, *args: str, returncode: int = 0) -> dict[str, list[str]]:
     """{"planned": keys submitted at the end of collection, "asked": keys memo was asked for}
-    of `pytest claims/ *args`, which must pass."""
+    of `pytest claims/ *args`, which must end with `returncode`."""
     (tmp_path / "plan_check.py").write_text(PLAN_CHECK)
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "OPENBLAS_NUM_THREADS": "1"}
     options = ["-p", "plan_check", "-p", "no:cacheprovider", "-q",
                "--evidence-dir", str(tmp_path / "report")]  # fmt: skip
     run = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "claims"), *options, *args],
                          cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.returncode == returncode, run.stdout[-3000:] + run.stderr[-3000:]
     return json.loads((tmp_path / "keys.json").read_text())
 
 
@@ -66,3 +66,24 @@ def test_a_checkpoint_run_asks_for_exactly_the_measurements_planned_for_it(tmp_p
     assert keys["planned"] == keys["asked"]
     # The checkpoint and 3 baselines, on 5 claims x 2 readings and claim 6's controlled one.
     assert len(keys["planned"]) == 4 * (2 * 5 + 1)
+
+
+def small_sweep_registry(path: Path) -> Path:
+    """Our registry with the sweep cut to three factors: norm (pre, post), n_heads (1, 4) and
+    d_model (16, 18); 4 heads do not divide 18 (architectures that cannot be built)."""
+    text = (ROOT / "claims" / "registry.toml").read_text()
+    start = text.index("[claims.sweep.factors]")
+    end = text.index("\n[", start + 1)
+    factors = ('[claims.sweep.factors]\nnorm = { levels = ["pre", "post"], why = "two" }\n'
+               'n_heads = { levels = [1, 4], why = "two" }\n'
+               'd_model = { levels = [16, 18], why = "18 has no 4 heads" }\n')  # fmt: skip
+    path.write_text(text[:start] + factors + text[end:])
+    return path
+
+
+def test_a_sweep_on_a_cluster_is_planned_whole_and_a_cell_that_cannot_be_built_is_not(tmp_path):
+    registry = small_sweep_registry(tmp_path / "registry.toml")
+    args = ("--claims-registry", str(registry), "-m", "sweep", "--seeds", "0:3")
+    keys = planned_and_asked(tmp_path, *args, returncode=1)  # the unbuildable cells' tests fail
+    assert keys["planned"] == keys["asked"]
+    assert len(keys["planned"]) == 6 * 3  # 6 of the 8 architectures can be built, 3 seeds
