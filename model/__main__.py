@@ -103,10 +103,18 @@ def _demo(args, cfg: TransformerConfig) -> int:
     return 0
 
 
+MAX_HEAD_PANELS = 16  # beyond this many (layer, head) panels per input, one mosaic per input
+
+
 def draw_attention_patterns(patterns: list[np.ndarray], input_names: list[str], tokens):
-    """A grid: one row per input, one column per (layer, head); query positions on rows."""
-    plt = _pyplot()
+    """A grid: one row per input, one column per (layer, head); query positions on rows.
+    A model with more than MAX_HEAD_PANELS heads in all (gpt2-small has 144) gets one mosaic
+    per input instead (`draw_attention_mosaics`): 576 panels would take a minute to lay out
+    and a 35,000-pixel-wide image to look at."""
     n_heads = patterns[0].shape[1]
+    if len(patterns) * n_heads > MAX_HEAD_PANELS:
+        return draw_attention_mosaics(patterns, input_names, tokens)
+    plt = _pyplot()
     columns = [(layer, head) for layer in range(len(patterns)) for head in range(n_heads)]
     figure, axes = plt.subplots(
         len(input_names), len(columns), figsize=(2.4 * len(columns), 2.4 * len(input_names)),
@@ -126,6 +134,38 @@ def draw_attention_patterns(patterns: list[np.ndarray], input_names: list[str], 
                 ax.set_ylabel("query position:token", fontsize=7)
     figure.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
     return figure
+
+
+def draw_attention_mosaics(patterns: list[np.ndarray], input_names: list[str], tokens):
+    """One image per input: its [T, T] pattern (query rows, key columns) of every head, tiled
+    with layers down and heads across, a blank line between tiles."""
+    plt = _pyplot()
+    n_layers, n_heads = len(patterns), patterns[0].shape[1]
+    figure, axes = plt.subplots(
+        1, len(input_names), figsize=(0.5 * n_heads * len(input_names) + 1.5, 0.5 * n_layers + 1.5),
+        squeeze=False, layout="constrained",
+    )  # fmt: skip
+    for ax, (row, name) in zip(axes[0], enumerate(input_names), strict=True):
+        mosaic = attention_mosaic([pattern[row] for pattern in patterns])  # [L*(T+1)-1, H*(T+1)-1]
+        image = ax.imshow(mosaic, vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+        tile = patterns[0].shape[-1] + 1
+        ax.set_xticks(np.arange(n_heads) * tile + (tile - 2) / 2, range(n_heads), fontsize=7)
+        ax.set_yticks(np.arange(n_layers) * tile + (tile - 2) / 2, range(n_layers), fontsize=7)
+        ax.set_xlabel("head (each tile: keys across, queries down)", fontsize=7)
+        ax.set_ylabel("layer", fontsize=7)
+        ax.set_title(f"{name}: {' '.join(map(str, tokens[row]))}", fontsize=8)
+    figure.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
+    return figure
+
+
+def attention_mosaic(patterns: list[np.ndarray]) -> np.ndarray:
+    """Per-layer patterns [H, T, T] tiled into one image, layer l and head h at tile (l, h),
+    tiles apart by a row and column of NaN (drawn blank): [L*(T+1)-1, H*(T+1)-1]."""
+    n_heads, length = patterns[0].shape[0], patterns[0].shape[-1]
+    tiles = np.full((len(patterns), n_heads, length + 1, length + 1), np.nan)  # [L,H,T+1,T+1]
+    tiles[:, :, :length, :length] = np.stack(patterns)
+    mosaic = tiles.transpose(0, 2, 1, 3).reshape(len(patterns) * (length + 1), -1)
+    return mosaic[:-1, :-1]
 
 
 def save_figure(figure, path: Path) -> None:

@@ -59,17 +59,33 @@ def config_for_task(cfg: TransformerConfig, task: Task) -> TransformerConfig:
     )
 
 
+EVAL_LOGITS = 1 << 22  # logits held at once by `evaluate` (16 MB in float32): GPT-2's 50257
+
+
 def evaluate(model: Transformer, task: Task, size: int, seed: int) -> dict[str, float]:
-    """Held-out loss and accuracy (argmax = target) on the scored positions of `size` problems."""
+    """Held-out loss and accuracy (argmax = target) on the scored positions of `size` problems,
+    in chunks of problems whose logits hold at most EVAL_LOGITS numbers (a 50257-word
+    vocabulary's logits of 1024 problems would take 1.4 GB in float32, and each of log-softmax's
+    temporaries as much again)."""
     tokens, targets, loss_mask = task.batch(np.random.default_rng([seed, 2]), size, "test")
-    logits = model(tokens)  # [n,T,V]
-    log_probs = log_softmax(logits)
-    target_log_probs = np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
-    correct = logits.argmax(axis=-1) == targets
+    chunk = max(1, EVAL_LOGITS // (tokens.shape[1] * model.cfg.vocab_size))
+    scored = [_target_log_probs_and_hits(model, tokens[start : start + chunk],
+                                         targets[start : start + chunk])
+              for start in range(0, size, chunk)]  # fmt: skip
+    target_log_probs = np.concatenate([log_probs for log_probs, _ in scored])  # [n,T]
+    correct = np.concatenate([hits for _, hits in scored])  # [n,T]
     return {
         "loss": float(-target_log_probs[loss_mask].mean()),
         "accuracy": float(correct[loss_mask].mean()),
     }
+
+
+def _target_log_probs_and_hits(model: Transformer, tokens, targets):
+    """log p(target) and whether the argmax is the target, per position: [n,T] each."""
+    logits = model(tokens)  # [n,T,V]
+    log_probs = log_softmax(logits)
+    target_log_probs = np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    return target_log_probs, logits.argmax(axis=-1) == targets
 
 
 def train(

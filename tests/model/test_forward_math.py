@@ -171,7 +171,10 @@ def test_layer_norm_matches_the_formula_with_eps_inside_the_sqrt(x, eps, seed, s
 @given(hnp.arrays(np.float64, score_shapes, elements=st.floats(-20, 20)))
 def test_gelu_new_is_the_tanh_approximation(x):
     out, _ = layers.gelu_new_forward(x.copy())  # (out, cache), as every layer forward
-    assert_close(out, reference_gelu_new(x), rtol=1e-13)
+    # The reference's tanh form loses digits where tanh(u) nears -1 (x << 0, out near 0): there
+    # the two agree to a few eps absolute, elsewhere to 1e-13 relative.
+    few_eps = 8 * np.finfo(np.float64).eps
+    np.testing.assert_allclose(out, reference_gelu_new(x), rtol=1e-13, atol=few_eps)
     # Not ReLU and not exact erf GELU: gelu_new(-1) = -0.15880800939172324 with the tanh form.
     np.testing.assert_allclose(layers.gelu_new_forward(np.array([-1.0]))[0], [-0.1588080093917232])
 

@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy.special import logsumexp
 
+from mechclaims.model import train as train_module
+from mechclaims.model.__main__ import attention_mosaic, draw_attention_patterns
 from mechclaims.model.config import TransformerConfig
 from mechclaims.model.optim import SGD, AdamW, FlatParams, clip_grad_norm, learning_rate
 from mechclaims.model.tasks import PATTERN_FAMILIES, TASKS, get_task, pattern_sequences
@@ -214,6 +217,22 @@ def test_training_lowers_the_loss_and_is_deterministic():
     assert again.losses == result.losses
 
 
+def test_evaluation_in_chunks_equals_one_pass_over_every_problem(monkeypatch):
+    """Chunks of 3 problems (a small EVAL_LOGITS) give the numbers of one pass over all 50,
+    computed here independently: the chunks cover every problem once, each with its targets."""
+    task, model, _ = _small_run(3)
+    tokens, targets, loss_mask = task.batch(np.random.default_rng([7, 2]), 50, "test")
+    logits = model(tokens)  # [50,T,V]
+    log_probs = logits - logsumexp(logits, axis=-1, keepdims=True)
+    chosen = np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]  # [50,T]
+    expected_loss = -chosen[loss_mask].mean()
+    expected_accuracy = (logits.argmax(axis=-1) == targets)[loss_mask].mean()
+    monkeypatch.setattr(train_module, "EVAL_LOGITS", 3 * tokens.shape[1] * model.cfg.vocab_size)
+    chunked = evaluate(model, task, 50, 7)
+    assert chunked["loss"] == pytest.approx(expected_loss, rel=1e-12)
+    assert chunked["accuracy"] == expected_accuracy
+
+
 def test_training_with_sgd_also_learns():
     task, model, settings = _small_run(1, optimizer="sgd", steps=80)
     result = train(model, task, settings)
@@ -324,3 +343,30 @@ def test_cli_demo_draws_the_attention_patterns(tmp_path, command):
     assert done.returncode == 0, done.stderr
     assert "demo.png" in done.stdout
     assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_attention_mosaic_puts_each_head_at_its_tile_with_blank_lines_between():
+    rng = np.random.default_rng(0)
+    patterns = [rng.random((3, 4, 4)) for _ in range(2)]  # 2 layers of [H=3, T=4, T=4]
+    mosaic = attention_mosaic(patterns)
+    assert mosaic.shape == (2 * 5 - 1, 3 * 5 - 1)
+    for layer, head in itertools.product(range(2), range(3)):
+        tile = mosaic[layer * 5 : layer * 5 + 4, head * 5 : head * 5 + 4]
+        np.testing.assert_array_equal(tile, patterns[layer][head])
+    assert np.isnan(mosaic[4]).all()
+    assert np.isnan(mosaic[:, [4, 9]]).all()
+    assert np.isfinite(mosaic).sum() == 2 * 3 * 16
+
+
+def test_many_heads_draw_one_mosaic_per_input():
+    """gpt2-small's 144 heads: an image per input (not 576 panels), each the input's mosaic."""
+    rng = np.random.default_rng(1)
+    patterns = [rng.random((2, 12, 4, 4)) for _ in range(12)]  # 12 layers of [inputs, H, T, T]
+    tokens = np.array([[0, 1, 2, 3], [4, 5, 6, 7]])
+    figure = draw_attention_patterns(patterns, ["a", "b"], tokens)
+    images = [ax.get_images() for ax in figure.axes if ax.get_images()]
+    assert len(images) == 2
+    np.testing.assert_array_equal(
+        images[1][0].get_array().filled(np.nan), attention_mosaic([p[1] for p in patterns])
+    )
+    assert images[0][0].get_array().shape == (59, 59)
