@@ -42,7 +42,7 @@ def training(source: ModelSource, seed: int, thresholds: dict) -> TrainedPair:
     """The model of (source, seed) and its copy trained on the task (its tokens written as the
     source's panel), by the registry's budget."""
     task = get_task(TASK).on_tokens(source.panel)
-    settings = train_settings(thresholds, seed)
+    settings = train_settings(thresholds, seed, eval_size=thresholds["train_eval_size"])
     return train_from_init(source.model(seed), task, settings, structured_families(source, task))
 
 
