@@ -117,7 +117,13 @@ def test_every_measurement_runs_on_a_large_vocabulary_and_sees_only_panel_tokens
 
 
 def test_claim_6_trains_on_the_panel():
-    thresholds = {"train_steps": 2, "train_batch_size": 4, "train_lr": 0.01, "train_warmup": 1}
+    thresholds = {
+        "train_steps": 2,
+        "train_batch_size": 4,
+        "train_lr": 0.01,
+        "train_warmup": 1,
+        "train_eval_size": 8,
+    }
     source = source_for(SMALL.replace(vocab_size=1000))
     pair = persistence.training(source, 0, thresholds)
     assert pair.trained.cfg.vocab_size == 1000
