@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.special import logsumexp
 
+from mechclaims.evidence.recorder import close_figure
 from mechclaims.model import train as train_module
 from mechclaims.model.__main__ import attention_mosaic, draw_attention_patterns
 from mechclaims.model.config import TransformerConfig
@@ -228,9 +229,14 @@ def test_evaluation_in_chunks_equals_one_pass_over_every_problem(monkeypatch):
     expected_loss = -chosen[loss_mask].mean()
     expected_accuracy = (logits.argmax(axis=-1) == targets)[loss_mask].mean()
     monkeypatch.setattr(train_module, "EVAL_LOGITS", 3 * tokens.shape[1] * model.cfg.vocab_size)
+    batches = []  # problems per forward pass: the chunks hold at most EVAL_LOGITS logits
+    forward = Transformer.__call__
+    monkeypatch.setattr(Transformer, "__call__",
+                        lambda self, x: batches.append(len(x)) or forward(self, x))  # fmt: skip
     chunked = evaluate(model, task, 50, 7)
     assert chunked["loss"] == pytest.approx(expected_loss, rel=1e-12)
     assert chunked["accuracy"] == expected_accuracy
+    assert batches == [3] * 16 + [2]
 
 
 def test_training_with_sgd_also_learns():
@@ -370,3 +376,4 @@ def test_many_heads_draw_one_mosaic_per_input():
         images[1][0].get_array().filled(np.nan), attention_mosaic([p[1] for p in patterns])
     )
     assert images[0][0].get_array().shape == (59, 59)
+    close_figure(figure)
