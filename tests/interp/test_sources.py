@@ -16,6 +16,7 @@ from mechclaims.interp.claims import (
 )
 from mechclaims.interp.sources import PANEL_SIZE, ModelSource, source_for, token_panel
 from mechclaims.model.config import TransformerConfig
+from mechclaims.model.tasks import Task
 from mechclaims.model.transformer import Transformer
 
 SMALL = TransformerConfig.preset("gpt2-style").replace(d_model=16, n_heads=2, d_mlp=32)
@@ -116,7 +117,17 @@ def test_every_measurement_runs_on_a_large_vocabulary_and_sees_only_panel_tokens
     assert isinstance(result, dict)
 
 
-def test_claim_6_trains_on_the_panel():
+def test_claim_6_trains_on_the_panel(monkeypatch):
+    """...and evaluates the model before and after training on `train_eval_size` problems."""
+    test_sizes = []
+    batch = Task.batch
+
+    def recording_batch(task, rng, size, split="train"):
+        if split == "test":
+            test_sizes.append(size)
+        return batch(task, rng, size, split)
+
+    monkeypatch.setattr(Task, "batch", recording_batch)
     thresholds = {
         "train_steps": 2,
         "train_batch_size": 4,
@@ -128,3 +139,4 @@ def test_claim_6_trains_on_the_panel():
     pair = persistence.training(source, 0, thresholds)
     assert pair.trained.cfg.vocab_size == 1000
     assert set(pair.trained_accuracy) == {"ascending", "repeating", "alternating"}
+    assert test_sizes == [8, 8]
