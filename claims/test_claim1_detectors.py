@@ -33,15 +33,14 @@ from claim_plots import (
     sources_across_seeds,
 )
 from mechclaims.interp.claims.feature_detectors import (
-    BEYOND,
     SEED_DIM,
     SOURCES,
     chance_of_shared_top_feature,
     controlled,
+    controlled_evidence,
     seed_protocol,
 )
 from mechclaims.interp.units import SEED_UNITS
-from mechclaims.interp.verdicts import paired_differences
 
 CLAIM = "feature-detectors"
 STATEMENT = (
@@ -138,8 +137,8 @@ def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thr
     ax_fraction.set_title(f"confirmed detectors (BH, held-out d >= {thresholds['min_effect']})",
                           fontsize=9)  # fmt: skip
     evidence.figure("held-out effects and confirmed detectors against nulls", figure)
-    differences = paired_differences(results, BEYOND)
+    deciding = controlled_evidence(results)
     units = {"gaussian": "share of units", "embedding": "median Cohen's d"}
     evidence.figure("beyond the nulls (margin rule)",
-                    beyond_nulls_figure(differences, thresholds, units))  # fmt: skip
-    judge(CLAIM, "controlled", differences=differences)
+                    beyond_nulls_figure(deciding["differences"], thresholds, units))  # fmt: skip
+    judge(CLAIM, "controlled", **deciding)

@@ -24,7 +24,7 @@ import pytest
 from claim_plots import SOURCES, new_figure
 from mechclaims.fixtures.plugin import OPTIONS_KEY, REGISTRY_KEY, run_seeds
 from mechclaims.fixtures.registry import claim_thresholds
-from mechclaims.interp.claims.measured import UNITS, measured_thresholds
+from mechclaims.interp.claims.measured import UNITS, studied_margin
 from mechclaims.interp.claims.sweep import (
     STATISTICS,
     cells,
@@ -155,7 +155,7 @@ def measured_cells(memo, pytestconfig, seeds, thresholds: dict, statistic: str):
 def beyond_embedding(values: np.ndarray, statistic: str, thresholds: dict) -> np.ndarray:
     """[A] whether each architecture's network - embedding [seeds] is beyond the embedding by
     the measured claim's margin (its margin rule across seeds)."""
-    margin = measured_thresholds(thresholds, statistic)["margin_embedding"]
+    margin = studied_margin(thresholds, statistic)
     return np.array([margin_verdict(column, margin, thresholds["confidence"]).verdict
                      == "supported" for column in values.T])  # fmt: skip
 
@@ -192,7 +192,7 @@ def sweep_figure(values, kept: dict, factors: dict, effects, joint, beyond, stat
     row_keys = list(itertools.product(*(factors[field] for field in rows_of)))
     column_keys = list(itertools.product(*(factors[field] for field in columns_of)))
     grid = np.full((len(row_keys), len(column_keys)), np.nan)
-    margin = measured_thresholds(thresholds, statistic)["margin_embedding"]
+    margin = studied_margin(thresholds, statistic)
     for value, cell, above in zip(values.T, kept.values(), beyond, strict=True):
         r = row_keys.index(tuple(cell[f] for f in rows_of))
         c = column_keys.index(tuple(cell[f] for f in columns_of))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mechclaims.interp.planted import KINDS, planted_model
 from mechclaims.model.config import TransformerConfig
 from mechclaims.model.transformer import Transformer
 
@@ -78,12 +79,30 @@ class ModelSource:
     model_seed: int | None = None
     checkpoint: str | None = None
     init_seed: int | None = None
+    planted: str | None = None  # a planted kind (mechclaims.interp.planted.KINDS)
+
+    def __post_init__(self) -> None:
+        if self.planted is not None and self.planted not in KINDS:
+            raise ValueError(f"unknown planted kind {self.planted!r}; allowed: {', '.join(KINDS)}")
+        if self.planted is not None and self.checkpoint is not None:
+            raise ValueError("a planted model is drawn from a config, not from a checkpoint")
 
     def model(self, seed: int) -> Transformer:
         """The model the measurement of `seed` runs on."""
         if self.checkpoint is not None:
             return _checkpoint(self.checkpoint)
-        return Transformer(self.cfg, seed=seed if self.model_seed is None else self.model_seed)
+        drawn = seed if self.model_seed is None else self.model_seed
+        if self.planted is not None:
+            return planted_model(self.planted, self.cfg, self.panel, drawn)
+        return Transformer(self.cfg, seed=drawn)
+
+    def initialization(self, seed: int) -> int | None:
+        """The seed of the random init the model of `seed` started from: a checkpoint's recorded
+        one (None if unknown), else the seed its weights are drawn with (a random init is its own
+        initialization; a planted stand-in for a trained model started from it too)."""
+        if self.checkpoint is not None or self.init_seed is not None:
+            return self.init_seed
+        return seed if self.model_seed is None else self.model_seed
 
     def tokens(self, indices) -> np.ndarray:
         """Panel indices (a design's tokens, 0..9) as the model's token ids."""

@@ -19,14 +19,21 @@ with a stated error rate:
   (1 - confidence) / 2 of the time when the true mean difference is at most the margin.
 
 A reading with several parts (e.g. "beyond chance AND beyond the embedding") is their
-conjunction (`combined_verdict`): supported if every part is, refuted if any part is,
-inconclusive otherwise (an intersection-union test: no correction for the number of parts).
+conjunction (`reading_verdict`, `combined_verdict`): supported if every part is, refuted if any
+part is, inconclusive otherwise. Each error rate is stated for the whole reading:
+
+- false support (every part supported, one of them wrongly) is at most (1 - confidence) / 2:
+  supported needs every part, an intersection-union test, so no correction for their number;
+- false refutation (a part refuted though every part's truth lies at or beyond its line) would
+  add up over k parts, so each part is refuted only at the level (1 - confidence) / (2 k), its
+  interval widened to 1 - (1 - confidence) / k on that side (Bonferroni): the reading's false
+  refutations stay at most (1 - confidence) / 2 however many parts it has.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.special
@@ -34,6 +41,7 @@ import scipy.special
 from mechclaims.interp.stats import wilson_interval
 
 VERDICTS = ("supported", "refuted", "inconclusive")
+DEFAULT_CONFIDENCE = 0.95  # a claim's `confidence` when its thresholds name none
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,7 @@ class CrossSeedVerdict:
     verdict: str
     holds: int  # seeds on which the claim held
     seeds: int
-    rate_low: float  # 95% Wilson interval of the rate at which it holds
+    rate_low: float  # Wilson interval (at `confidence`) of the rate at which it holds
     rate_high: float
 
     @property
@@ -55,8 +63,11 @@ class CrossSeedVerdict:
         )
 
 
-def cross_seed_verdict(holds, required_rate: float, confidence: float = 0.95) -> CrossSeedVerdict:
-    """The verdict for per-seed booleans `holds` against the rate a claim must hold at."""
+def cross_seed_verdict(
+    holds, required_rate: float, confidence: float = 0.95, parts: int = 1
+) -> CrossSeedVerdict:
+    """The verdict for per-seed booleans `holds` against the rate a claim must hold at; one of
+    `parts` parts of a reading (module docstring: refuted at the Bonferroni-widened level)."""
     holds = np.asarray(holds, dtype=bool)
     if holds.ndim != 1 or holds.size == 0:
         raise ValueError(f"holds must be a non-empty 1-D boolean array, got shape {holds.shape}")
@@ -64,9 +75,19 @@ def cross_seed_verdict(holds, required_rate: float, confidence: float = 0.95) ->
         raise ValueError(f"required_rate must lie in (0, 1), got {required_rate}")
     successes = int(holds.sum())
     low, high = (float(bound) for bound in wilson_interval(successes, holds.size, confidence))
+    refute_high = float(wilson_interval(successes, holds.size, refute_level(confidence, parts))[1])
     return CrossSeedVerdict(
-        _interval_verdict(low, high, required_rate), successes, int(holds.size), low, high
+        _interval_verdict(low, refute_high, required_rate), successes, int(holds.size), low, high
     )
+
+
+def refute_level(confidence: float, parts: int) -> float:
+    """The two-sided level of the interval whose upper side refutes one of `parts` parts: its
+    one-sided error (1 - confidence) / (2 parts), so that the parts' false refutations add up
+    to at most (1 - confidence) / 2 (module docstring)."""
+    if isinstance(parts, bool) or not isinstance(parts, (int, np.integer)) or parts < 1:
+        raise ValueError(f"parts must be a positive int, got {parts!r}")
+    return 1 - (1 - confidence) / parts
 
 
 @dataclass(frozen=True)
@@ -90,9 +111,11 @@ class MarginVerdict:
 
 
 def margin_verdict(
-    differences, margin: float, confidence: float = 0.95, name: str = "null"
+    differences, margin: float, confidence: float = 0.95, name: str = "null", parts: int = 1
 ) -> MarginVerdict:
-    """The margin rule (module docstring) for `differences` [seeds], network - null per seed."""
+    """The margin rule (module docstring) for `differences` [seeds], network - null per seed;
+    one of `parts` parts of a reading (refuted at the Bonferroni-widened level). `low` and
+    `high` are the interval at `confidence`."""
     differences = np.asarray(differences, dtype=float)
     if differences.ndim != 1 or differences.size == 0:
         raise ValueError(f"differences must be a non-empty 1-D array, got {differences.shape}")
@@ -104,7 +127,8 @@ def margin_verdict(
         raise ValueError(f"margin of {name!r} must be finite and >= 0, got {margin}")
     mean = float(differences.mean())
     low, high = _mean_interval(differences, confidence)
-    verdict = _interval_verdict(low, high, margin)
+    refute_high = _mean_interval(differences, refute_level(confidence, parts))[1]
+    verdict = _interval_verdict(low, refute_high, margin)
     return MarginVerdict(name, verdict, mean, low, high, float(margin), int(differences.size))
 
 
@@ -136,6 +160,18 @@ def paired_differences(
     }
 
 
+def evidence_beyond(
+    results: list[Mapping], pairs: Mapping[str, tuple[str, str]], holds: str | None = None
+) -> dict:
+    """What a reading decides on across seeds (`reading_verdict`'s arguments) from per-seed
+    results: the paired differences of `pairs` ({null: (network's statistic, null's)}), and
+    with `holds`, each seed's boolean of that name."""
+    evidence = {"differences": paired_differences(results, pairs)}
+    if holds is not None:
+        evidence["holds"] = [bool(result[holds]) for result in results]
+    return evidence
+
+
 def seed_beyond(result: Mapping, pairs: Mapping[str, tuple[str, str]], thresholds: Mapping) -> bool:
     """Whether one seed's differences network - null all exceed their margins (`margin_<null>`
     in `thresholds`). Descriptive: one seed decides nothing, the margin rule across seeds does."""
@@ -143,6 +179,57 @@ def seed_beyond(result: Mapping, pairs: Mapping[str, tuple[str, str]], threshold
         result[network] - result[null] > thresholds[f"margin_{name}"]
         for name, (network, null) in pairs.items()
     )
+
+
+@dataclass(frozen=True)
+class ReadingVerdict:
+    """A reading's verdict across seeds and its parts: the Wilson rule on per-seed holds and
+    the margin rule per null (module docstring)."""
+
+    verdict: str
+    held: CrossSeedVerdict | None
+    beyond: tuple[MarginVerdict, ...] = field(default=())
+
+    def describe(self, required_rate: float | None = None) -> str:
+        """One line: each part's account."""
+        accounts = [] if self.held is None else [self.held.describe(required_rate)]
+        return "; ".join([*accounts, *(part.describe() for part in self.beyond)])
+
+    def record(self, required_rate: float | None = None) -> dict:
+        """The parts' numbers, as the evidence records them."""
+        values = {}
+        if self.held is not None:
+            values |= {"holds_on": self.held.holds, "seeds_tested": self.held.seeds,
+                       "rate_low": self.held.rate_low, "rate_high": self.held.rate_high,
+                       "required_rate": required_rate}  # fmt: skip
+        for part in self.beyond:
+            values |= {f"beyond_{part.name}_mean": part.mean, f"beyond_{part.name}_low": part.low,
+                       f"beyond_{part.name}_high": part.high,
+                       f"beyond_{part.name}_margin": part.margin}  # fmt: skip
+        return values
+
+
+def reading_verdict(
+    thresholds: Mapping, holds=None, differences: Mapping | None = None
+) -> ReadingVerdict:
+    """The verdict of a reading from per-seed `holds` (bools: the Wilson rule against
+    `required_rate`) and paired `differences` ({null: [seeds]}: the margin rule against
+    `margin_<null>`), all at the thresholds' `confidence` (0.95 if it names none), combined
+    with the stated error rates of the module docstring."""
+    differences = dict(differences or {})
+    parts = (holds is not None) + len(differences)
+    if not parts:
+        raise ValueError("a reading needs per-seed holds or paired differences to decide on")
+    confidence = thresholds.get("confidence", DEFAULT_CONFIDENCE)
+    held = None
+    if holds is not None:
+        held = cross_seed_verdict(holds, thresholds["required_rate"], confidence, parts)
+    beyond = tuple(
+        margin_verdict(np.asarray(values), thresholds[f"margin_{name}"], confidence, name, parts)
+        for name, values in differences.items()
+    )
+    verdicts = [part.verdict for part in (*([held] if held else []), *beyond)]
+    return ReadingVerdict(combined_verdict(verdicts), held, beyond)
 
 
 def combined_verdict(verdicts) -> str:

@@ -7,6 +7,8 @@ broker can run them in this process or anywhere else; the claim's tests record a
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from mechclaims.interp.detectors import (
@@ -16,6 +18,7 @@ from mechclaims.interp.detectors import (
     top_sequences,
 )
 from mechclaims.interp.inputs import balanced_sequences, random_sequences
+from mechclaims.interp.planted import Controls
 from mechclaims.interp.sources import PANEL_SIZE, ModelSource
 from mechclaims.interp.stats import (
     discovery_split,
@@ -29,7 +32,7 @@ from mechclaims.interp.units import (
     rotated_basis,
     unit_sets,
 )
-from mechclaims.interp.verdicts import seed_beyond
+from mechclaims.interp.verdicts import evidence_beyond, seed_beyond
 from mechclaims.model.transformer import Transformer
 
 SEED_DIM = 0  # the dimension the seed ranked sequences by
@@ -41,6 +44,7 @@ BEYOND = {
     "gaussian": ("network_confirmed_fraction", "gaussian_confirmed_fraction"),
     "embedding": ("network_median_holdout_d", "embedding_median_holdout_d"),
 }
+STUDIED_NULL = "embedding"  # the null whose comparison the studies follow (claims.measured)
 
 
 def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
@@ -99,6 +103,15 @@ def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds
             result["dim0_confirmed"] = bool(confirmed[SEED_DIM])
     result["holds"] = seed_beyond(result, BEYOND, thresholds)
     return result
+
+
+# What the controlled reading decides on across seeds: the margin rule on each comparison.
+controlled_evidence = functools.partial(evidence_beyond, pairs=BEYOND)
+
+
+# Units that fire for one feature each, beyond the embedding, reach "supported"; the embedding
+# alone in the network's place does not (tests/controls).
+CONTROLS = Controls(measure=controlled, positive="detectors", negative="embedding")
 
 
 def chance_of_shared_top_feature(thresholds: dict) -> float:

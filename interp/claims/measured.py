@@ -43,6 +43,11 @@ def measured_thresholds(thresholds: dict, claim: str) -> dict:
     }
 
 
+def studied_margin(thresholds: dict, claim: str) -> float:
+    """The margin of the comparison the studies follow for `claim` (its STUDIED_NULL's)."""
+    return measured_thresholds(thresholds, claim)[f"margin_{CLAIMS[claim].STUDIED_NULL}"]
+
+
 def beyond_embedding(
     claim: str, model: Transformer, source: ModelSource, seed: int, thresholds: dict
 ) -> dict[str, float]:
@@ -51,5 +56,5 @@ def beyond_embedding(
     module = CLAIMS[claim]
     result = module.controlled_on(model, source, seed, measured_thresholds(thresholds, claim))
     result = result.get("result", result)  # claim 4 keeps its figures' data beside its result
-    network, embedding = module.BEYOND["embedding"]
+    network, embedding = module.BEYOND[module.STUDIED_NULL]
     return {"network": float(result[network]), "embedding": float(result[embedding])}

@@ -7,9 +7,12 @@ broker can run them in this process or anywhere else; the claim's tests record a
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from mechclaims.interp.inputs import balanced_sequences, random_sequences
+from mechclaims.interp.planted import Controls
 from mechclaims.interp.selectivity import seed_selectivity, selectivity_test
 from mechclaims.interp.sources import PANEL_SIZE, ModelSource
 from mechclaims.interp.stats import gaussian_features
@@ -21,7 +24,7 @@ from mechclaims.interp.units import (
     rotated_basis,
     unit_sets,
 )
-from mechclaims.interp.verdicts import seed_beyond
+from mechclaims.interp.verdicts import evidence_beyond, seed_beyond
 from mechclaims.model.transformer import Transformer
 
 SEED_PRINTED_DIMS = 10  # the seed's code looked at dimensions 0-9
@@ -31,8 +34,9 @@ CONTEXT = SEED_SEQ_LEN  # positions the designs need
 # the null's), measured on the same inputs. Beyond chance, and beyond the embedding alone.
 BEYOND = {
     "gaussian": ("network_selective_fraction", "gaussian_selective_fraction"),
-    "embedding": ("network_median_explained", "embedding_median_explained"),
+    "rotated": ("network_median_explained", "rotated_median_explained"),
 }
+STUDIED_NULL = "rotated"  # the null whose comparison the studies follow (claims.measured)
 
 
 def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
@@ -98,3 +102,12 @@ def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds
         result[f"{name}_median_explained"] = float(np.median(test.token_eta2 + test.position_eta2))
     result["holds"] = seed_beyond(result, BEYOND, thresholds)
     return result
+
+
+# What the controlled reading decides on across seeds: the margin rule on each comparison.
+controlled_evidence = functools.partial(evidence_beyond, pairs=BEYOND)
+
+
+# Units selective for the token or the position, amid units that vary with the whole prefix,
+# reach "supported"; the network's units read along a random rotation do not (tests/controls).
+CONTROLS = Controls(measure=controlled, positive="selective-units", negative="rotated")

@@ -45,6 +45,7 @@ UNIT_SOURCES = ("network", "rotated", "embedding", "gaussian")  # the per-unit r
 # The comparison with a null (margin rule): the decoder beyond the embedding alone, on the same
 # inputs (the median over unit sets of the held-out accuracy).
 BEYOND = {"embedding": ("network_decoder_accuracy", "embedding_decoder_accuracy")}
+STUDIED_NULL = "embedding"  # the null whose comparison the studies follow (claims.measured)
 CONTEXT = SEED_SEQ_LEN  # positions the designs need
 
 

@@ -186,7 +186,7 @@ confidence = { value = 0.95, why = "the intervals" }
 "selectivity.fdr" = { value = 0.05, why = "BH" }
 "selectivity.min_eta2" = { value = 0.06, why = "medium" }
 "selectivity.margin_gaussian" = { value = 0.1, why = "claim 3's" }
-"selectivity.margin_embedding" = { value = 0.01, why = "claim 3's" }
+"selectivity.margin_rotated" = { value = 0.01, why = "claim 3's" }
 "circuits.n_sequences" = { value = 40, why = "small" }
 "circuits.strong_r" = { value = 0.8, why = "claim 4's" }
 "circuits.fdr" = { value = 0.05, why = "BH" }

@@ -110,7 +110,7 @@ THRESHOLDS = {
         "min_effect": 0.5, "margin_gaussian": 0.1, "margin_embedding": 0.2}.items()},
     **{f"selectivity.{k}": v for k, v in {
         "n_sequences": 20, "n_permutations": 9, "fdr": 0.05, "min_eta2": 0.06,
-        "margin_gaussian": 0.1, "margin_embedding": 0.01}.items()},
+        "margin_gaussian": 0.1, "margin_rotated": 0.01}.items()},
     **{f"circuits.{k}": v for k, v in {
         "n_sequences": 40, "strong_r": 0.8, "fdr": 0.05, "discovery_fraction": 0.5,
         "partition_share": 0.95, "margin_embedding": 0.005, "margin_rotated": 0.005,
@@ -131,7 +131,7 @@ def test_a_trajectory_is_measured_at_every_snapshot_and_starts_at_the_claims_own
     assert set(STATISTICS) <= set(result)
     init = selectivity.controlled(source, 3, measured_thresholds(THRESHOLDS, "selectivity"))
     assert result["selectivity"]["network"][0] == init["network_median_explained"]
-    assert result["selectivity"]["embedding"][0] == init["embedding_median_explained"]
+    assert result["selectivity"]["embedding"][0] == init["rotated_median_explained"]
     init = circuits.controlled(source, 3, measured_thresholds(THRESHOLDS, "circuits"))["result"]
     assert result["circuits"]["network"][0] == init["pos3_network_rate"]
     moved = [result[claim]["network"][-1] != result[claim]["network"][0] for claim in STATISTICS]

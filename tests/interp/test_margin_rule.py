@@ -15,6 +15,7 @@ from mechclaims.interp.verdicts import (
     combined_verdict,
     margin_verdict,
     paired_differences,
+    reading_verdict,
     seed_beyond,
 )
 
@@ -165,3 +166,56 @@ def test_margin_verdict_rejects_bad_input(differences, margin, message):
 def test_combined_verdict_rejects_unknown_verdicts():
     with pytest.raises(ValueError, match="verdicts"):
         combined_verdict(["supported", "maybe"])
+
+
+def conjunction_refutations(parts: int, runs: int, corrected: bool, rng) -> int:
+    """Simulated readings of `parts` comparisons, every one true at exactly its margin (the worst
+    case of a true claim), 20 seeds each: how many are refuted, by `reading_verdict` (corrected)
+    or by conjoining parts each refuted at the uncorrected level."""
+    thresholds = {"confidence": 0.95, **{f"margin_{i}": 0.5 for i in range(parts)}}
+    refuted = 0
+    for _ in range(runs):
+        differences = {str(i): 0.5 + rng.normal(0.0, 0.5, 20) for i in range(parts)}
+        if corrected:
+            verdict = reading_verdict(thresholds, differences=differences).verdict
+        else:
+            verdict = combined_verdict(
+                [margin_verdict(values, 0.5).verdict for values in differences.values()]
+            )
+        refuted += verdict == "refuted"
+    return refuted
+
+
+@pytest.mark.parametrize("parts", [2, 4])
+def test_a_reading_of_several_parts_is_falsely_refuted_at_most_at_the_stated_rate(parts):
+    """Every part exactly at its margin: the reading is refuted at most (1 - confidence) / 2 of
+    the time (its Wilson interval reaches down to 2.5%) however many parts it has, because each
+    part is refuted at the Bonferroni-widened level; conjoined uncorrected, the parts' false
+    refutations add up well beyond it."""
+    rng = np.random.default_rng(5)
+    runs = 3000
+    corrected = conjunction_refutations(parts, runs, corrected=True, rng=rng)
+    assert wilson_interval(corrected, runs)[0] <= NOMINAL_FALSE_SUPPORT
+    uncorrected = conjunction_refutations(parts, runs, corrected=False, rng=rng)
+    assert wilson_interval(uncorrected, runs)[0] > NOMINAL_FALSE_SUPPORT
+
+
+def test_a_part_is_refuted_on_the_widened_interval_and_supported_on_the_stated_one():
+    """Between the two intervals' upper ends a part is inconclusive: refuted alone, it is not
+    refuted as one of three parts; its support does not change with the number of parts."""
+    differences = np.array([0.30, 0.36, 0.33, 0.38, 0.31, 0.35, 0.34, 0.32])
+    alone, of_three = (margin_verdict(differences, 0.362, parts=parts) for parts in (1, 3))
+    assert (alone.verdict, of_three.verdict) == ("refuted", "inconclusive")
+    assert (alone.low, alone.high) == (of_three.low, of_three.high)
+    supported = [margin_verdict(differences, 0.29, parts=parts).verdict for parts in (1, 3)]
+    assert supported == ["supported", "supported"]
+
+
+def test_reading_verdict_uses_the_claims_confidence_for_every_part():
+    """A confidence other than the default reaches the Wilson part too: 14 of 20 seeds against
+    a required half is supported at 90% (Wilson low 0.51) and inconclusive at 95% (0.48)."""
+    holds = [True] * 14 + [False] * 6
+    at = {level: reading_verdict({"required_rate": 0.5, "confidence": level}, holds=holds)
+          for level in (0.9, 0.95)}  # fmt: skip
+    assert (at[0.9].verdict, at[0.95].verdict) == ("supported", "inconclusive")
+    assert at[0.9].held.rate_low == pytest.approx(wilson_interval(14, 20, 0.9)[0])

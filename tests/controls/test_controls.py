@@ -1,0 +1,54 @@
+"""Could each controlled reading have come out the other way? Its positive and negative controls.
+
+For every claim with a controlled reading and every preset of the registry, on the registry's
+seeds, with the preset's thresholds: the reading's own measurement and verdict code
+(`CONTROLS.measure`, `controlled_evidence`, `mechclaims.interp.verdicts.reading_verdict`) run on
+planted models (mechclaims.interp.planted). The positive control plants an effect of exactly the
+kind the claim asserts and must come out supported; the negative control puts the reading's null
+in the network's place and must not (refuted or inconclusive). A reading that cannot pass its
+positive control asks a question no network could answer yes to; one whose negative control
+passes answers yes whatever the network. `-k positive_control`, `-k negative_control`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mechclaims.fixtures.registry import claim_thresholds, load_registry, registry_seeds
+from mechclaims.interp.claims import feature_detectors, selectivity
+from mechclaims.interp.sources import source_for
+from mechclaims.interp.verdicts import reading_verdict
+from mechclaims.model.config import TransformerConfig
+
+REGISTRY = load_registry(Path(__file__).resolve().parents[2] / "claims" / "registry.toml")
+CLAIMS = {"feature-detectors": feature_detectors, "selectivity": selectivity}
+CASES = [(claim, preset) for claim in CLAIMS for preset in REGISTRY["presets"]]
+
+pytestmark = pytest.mark.controls
+
+
+def control(claim: str, preset: str, kind: str):
+    """The controlled reading's verdict on the planted `kind` (ReadingVerdict) and its account."""
+    module = CLAIMS[claim]
+    thresholds = claim_thresholds(REGISTRY["claims"][claim], preset)
+    source = source_for(TransformerConfig.preset(preset), planted=kind)
+    results = [
+        module.CONTROLS.measure(source, seed, thresholds)
+        for seed in registry_seeds(REGISTRY, claim, preset)
+    ]
+    decided = reading_verdict(thresholds, **module.controlled_evidence(results))
+    return decided, f"{claim} on {preset} planted {kind}: {decided.describe()}"
+
+
+@pytest.mark.parametrize(("claim", "preset"), CASES)
+def test_positive_control(claim, preset):
+    decided, account = control(claim, preset, CLAIMS[claim].CONTROLS.positive)
+    assert decided.verdict == "supported", account
+
+
+@pytest.mark.parametrize(("claim", "preset"), CASES)
+def test_negative_control(claim, preset):
+    decided, account = control(claim, preset, CLAIMS[claim].CONTROLS.negative)
+    assert decided.verdict != "supported", account
