@@ -135,5 +135,7 @@ def checkpoint_source(path: str, rule: str = DEFAULT_PANEL_RULE) -> ModelSource:
 
 
 def baseline_source(source: ModelSource, seed: int) -> ModelSource:
-    """The random initialization `seed` of a source's config, on the same panel: a baseline."""
-    return ModelSource(source.cfg, source.panel, model_seed=seed, init_seed=source.init_seed)
+    """The random initialization `seed` of a source's config, on the same panel: a baseline,
+    treated as the checkpoint is (its own initialization is itself, as a checkpoint's is the
+    init it records)."""
+    return ModelSource(source.cfg, source.panel, model_seed=seed)

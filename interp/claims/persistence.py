@@ -89,16 +89,17 @@ class ModelPair:
 
 
 def against_init(source: ModelSource, seed: int, thresholds: dict) -> dict:
-    """The controlled reading for a given model (a checkpoint, or one of its baselines): its
-    own initialization, rebuilt from `source.init_seed`, against the model itself; `seed`
-    draws the inputs. A baseline (a random init of the config) in place of the trained model
-    gives what a model unrelated to the initialization shares with it: persistence by chance."""
-    if source.init_seed is None:
+    """The controlled reading for a given model (a checkpoint, one of its baselines, a planted
+    stand-in for a trained model) against its own initialization, rebuilt from its seed
+    (`source.initialization`); `seed` draws the inputs. A random init is its own
+    initialization (the retest); a baseline is treated as the checkpoint is."""
+    init_seed = source.initialization(seed)
+    if init_seed is None:
         raise ValueError(
             "claim 6 needs the model's own initialization; this checkpoint does not record the "
             "seed its weights were drawn with (mechclaims' trainer records it)"
         )
-    pair = ModelPair(Transformer(source.cfg, seed=source.init_seed), source.model(seed))
+    pair = ModelPair(Transformer(source.cfg, seed=init_seed), source.model(seed))
     return controlled(pair, source, seed, thresholds)
 
 
