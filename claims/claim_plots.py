@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from mechclaims.interp.verdicts import margin_verdict
+from mechclaims.interp.verdicts import reading_verdict
 
 
 @dataclass(frozen=True)
@@ -124,14 +124,16 @@ def sources_across_seeds(
     source_legend(ax, names)
 
 
-def beyond_nulls_figure(differences: dict[str, np.ndarray], thresholds: dict, units: dict):
+def beyond_nulls_figure(evidence: dict, thresholds: dict, units: dict):
     """The margin rule's evidence, one panel per null: the paired differences network - null
-    (one dot per seed), their mean with its interval across seeds, and the margin (dashed).
+    (one dot per seed), their mean with its interval across seeds, the margin (dashed), and each
+    part's verdict as the reading decides it (`evidence`: what `reading_verdict` takes).
     `units` names each difference's unit, e.g. {"embedding": "Cohen's d"}."""
+    differences = evidence["differences"]
+    parts = reading_verdict(thresholds, **evidence).beyond
     figure, axes = new_figure(len(differences), width=4.0)
-    for ax, (name, values) in zip(axes, differences.items(), strict=True):
-        decided = margin_verdict(values, thresholds[f"margin_{name}"], thresholds["confidence"],
-                                 name)  # fmt: skip
+    for ax, decided, values in zip(axes, parts, differences.values(), strict=True):
+        name = decided.name
         jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
         ax.scatter(jitter, values, s=14, alpha=0.8, zorder=3,
                    **{**source_style("network"), "label": "a seed"})  # fmt: skip

@@ -140,5 +140,5 @@ def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thr
     deciding = controlled_evidence(results)
     units = {"gaussian": "share of units", "embedding": "median Cohen's d"}
     evidence.figure("beyond the nulls (margin rule)",
-                    beyond_nulls_figure(deciding["differences"], thresholds, units))  # fmt: skip
+                    beyond_nulls_figure(deciding, thresholds, units))  # fmt: skip
     judge(CLAIM, "controlled", **deciding)
