@@ -132,6 +132,38 @@ def pattern_sequences(rng: np.random.Generator, n: int, length: int, vocab: int)
     return candidates[family, np.arange(n)]
 
 
+NOTEBOOK_PERIODS = (2, 3, 4)  # the notebook's repeating family: a pattern of 2-4 tokens
+
+
+def notebook_sequences(
+    rng: np.random.Generator,
+    n: int,
+    length: int = 8,
+    vocab: int = 10,
+    families: tuple[str, ...] = PATTERN_FAMILIES,
+) -> np.ndarray:
+    """The seed notebook's training data (its `create_training_data`), each sequence of a family
+    drawn uniformly from `families`: ascending (s, s+1, ... mod V), repeating (a pattern of 2, 3
+    or 4 uniform tokens, repeated; `pattern_sequences`' is one token, a, a, ...), alternating
+    (a, b, a, b, ... with a != b) and random (uniform tokens). [n, length]"""
+    unknown = set(families) - set(PATTERN_FAMILIES)
+    if not families or unknown:
+        raise ValueError(f"families must be some of {', '.join(PATTERN_FAMILIES)}, got {families}")
+    family = rng.integers(0, len(families), n)  # [n]
+    steps = np.arange(length)  # [L]
+    start = rng.integers(0, vocab, n)[:, None]  # [n,1]
+    other = (start + rng.integers(1, vocab, n)[:, None]) % vocab  # != start
+    period = rng.choice(NOTEBOOK_PERIODS, n)[:, None]  # [n,1]
+    pattern = rng.integers(0, vocab, (n, max(NOTEBOOK_PERIODS)))  # [n,4]
+    drawn = {
+        "ascending": (start + steps) % vocab,
+        "repeating": np.take_along_axis(pattern, steps % period, axis=1),  # [n,L]
+        "alternating": np.where(steps % 2 == 0, start, other),
+        "random": rng.integers(0, vocab, (n, length)),
+    }
+    return np.stack([drawn[name] for name in families])[family, np.arange(n)]  # [F,n,L] -> [n,L]
+
+
 def patterns_task(length: int = 9, vocab: int = 10) -> Task:
     """Next-token prediction on every position of the seed notebook's pattern families."""
 

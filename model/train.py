@@ -1,4 +1,5 @@
-"""The training loop: batches from a task, loss and gradients, an optimizer step, evaluation."""
+"""The training loop: batches from a task (or passes over a fixed data set), loss and
+gradients, an optimizer step, evaluation."""
 
 from __future__ import annotations
 
@@ -95,29 +96,64 @@ def train(
     progress: Callable[[dict], None] | None = None,
     snapshot_path: Callable[[int], Path] | None = None,
 ) -> TrainResult:
-    """Train `model` in place on `task`; call `progress` about 20 times with step statistics."""
+    """Train `model` in place on `task`, a fresh batch each step; call `progress` about 20
+    times with step statistics."""
     rng = np.random.default_rng([settings.seed, 1])
+    batches = (task.batch(rng, settings.batch_size) for _ in range(settings.steps))
+    result = _fit(model, batches, settings.steps, settings, progress, snapshot_path)
+    result.evaluation = evaluate(model, task, settings.eval_size, settings.seed)
+    return result
+
+
+def train_epochs(
+    model: Transformer,
+    sequences: np.ndarray,
+    epochs: int,
+    settings: TrainSettings,
+    progress: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train `model` in place on a fixed data set, as the seed notebook's `train_and_track`
+    did: `epochs` passes over `sequences` [n, L] in their order, in batches of
+    `settings.batch_size` (the last one of each pass partial), each sequence's S[:-1]
+    predicting S[1:] at every position. The settings' optimizer, rates, clipping and schedule
+    apply (the schedule over the passes' steps); the data set fixes the steps, and no held-out
+    problems are evaluated (the data set has no split): `steps`, `eval_size` and `seed` of the
+    settings are not used."""
+    sequences = np.asarray(sequences)
+    if epochs < 1 or sequences.ndim != 2 or len(sequences) == 0 or sequences.shape[1] < 2:
+        raise ValueError(
+            f"need epochs >= 1 and sequences [n >= 1, L >= 2], got {epochs} and {sequences.shape}"
+        )
+    starts = range(0, len(sequences), settings.batch_size)
+    batches = (
+        (batch[:, :-1], batch[:, 1:], None)
+        for _ in range(epochs)
+        for batch in (sequences[start : start + settings.batch_size] for start in starts)
+    )
+    return _fit(model, batches, epochs * len(starts), settings, progress, None)
+
+
+def _fit(model, batches, steps: int, settings: TrainSettings, progress, snapshot_path):
+    """The optimizer's steps on `batches` of (tokens, targets, loss_mask), `steps` of them."""
     optimizer = _make_optimizer(model, settings)
     result = TrainResult(model)
-    report_every = max(1, settings.steps // 20)
+    report_every = max(1, steps // 20)
     started, tokens_seen = time.perf_counter(), 0
     _maybe_snapshot(model, 0, settings, snapshot_path, result)
-    for step in range(settings.steps):
-        tokens, targets, loss_mask = task.batch(rng, settings.batch_size)
+    for step, (tokens, targets, loss_mask) in enumerate(batches):
         loss, grads = model.loss_and_grads(tokens, targets, loss_mask)
         if not np.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss} at step {step}")
         clip_grad_norm(grads, settings.clip)
-        lr = learning_rate(step, settings.steps, settings.lr, settings.warmup, settings.schedule)
+        lr = learning_rate(step, steps, settings.lr, settings.warmup, settings.schedule)
         optimizer.step(grads, lr)
         result.losses.append(loss)
         tokens_seen += tokens.size
         _maybe_snapshot(model, step + 1, settings, snapshot_path, result)
-        if progress and ((step + 1) % report_every == 0 or step + 1 == settings.steps):
+        if progress and ((step + 1) % report_every == 0 or step + 1 == steps):
             elapsed = time.perf_counter() - started
-            progress({"step": step + 1, "steps": settings.steps, "loss": loss, "lr": lr,
+            progress({"step": step + 1, "steps": steps, "loss": loss, "lr": lr,
                       "tokens_per_s": tokens_seen / max(elapsed, 1e-9)})  # fmt: skip
-    result.evaluation = evaluate(model, task, settings.eval_size, settings.seed)
     return result
 
 

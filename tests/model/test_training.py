@@ -19,8 +19,14 @@ from mechclaims.model import train as train_module
 from mechclaims.model.__main__ import attention_mosaic, draw_attention_patterns
 from mechclaims.model.config import TransformerConfig
 from mechclaims.model.optim import SGD, AdamW, FlatParams, clip_grad_norm, learning_rate
-from mechclaims.model.tasks import PATTERN_FAMILIES, TASKS, get_task, pattern_sequences
-from mechclaims.model.train import TrainSettings, config_for_task, evaluate, train
+from mechclaims.model.tasks import (
+    PATTERN_FAMILIES,
+    TASKS,
+    get_task,
+    notebook_sequences,
+    pattern_sequences,
+)
+from mechclaims.model.train import TrainSettings, config_for_task, evaluate, train, train_epochs
 from mechclaims.model.transformer import Transformer
 
 
@@ -189,6 +195,38 @@ def test_pattern_sequences_follow_their_families():
     assert 0.65 < structured.mean() < 0.85
 
 
+def _periods(sequences: np.ndarray) -> list[set[int]]:
+    """Per sequence, the periods p in 1..4 with S[p:] == S[:-p]."""
+    return [{p for p in range(1, 5) if (row[p:] == row[:-p]).all()} for row in sequences]
+
+
+def test_notebook_sequences_follow_the_notebooks_families():
+    """Its create_training_data: ascending, repeating (a pattern of 2-4 tokens), alternating
+    (a != b), random, equally often; one family alone when asked."""
+    rng = np.random.default_rng(4)
+    by_family = {name: notebook_sequences(rng, 3000, 8, 10, (name,)) for name in PATTERN_FAMILIES}
+    assert ((np.diff(by_family["ascending"], axis=1) % 10) == 1).all()
+    alternating = by_family["alternating"]
+    assert (alternating[:, 0] != alternating[:, 1]).all()
+    assert all(2 in periods and 1 not in periods for periods in _periods(alternating))
+    repeating = _periods(by_family["repeating"])
+    assert all(periods & {2, 3, 4} for periods in repeating)
+    shortest = np.array([min(periods & {2, 3, 4}) for periods in repeating])
+    # periods 2, 3, 4 drawn equally: a pattern of 4 (or 3) can repeat a shorter one by chance
+    assert 0.3 < np.mean(shortest == 2) < 0.4
+    assert 0.28 < np.mean(shortest == 3) < 0.38
+    assert np.mean([1 in periods for periods in repeating]) < 0.05  # a constant is rare
+    random = by_family["random"]
+    np.testing.assert_allclose(np.bincount(random.ravel(), minlength=10) / random.size, 0.1,
+                               atol=0.01)  # fmt: skip
+    mixed = notebook_sequences(rng, 4000)
+    ascending = ((np.diff(mixed, axis=1) % 10) == 1).all(axis=1)
+    assert mixed.shape == (4000, 8)
+    assert 0.22 < ascending.mean() < 0.28
+    with pytest.raises(ValueError, match="families"):
+        notebook_sequences(rng, 5, families=("descending",))
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -237,6 +275,56 @@ def test_evaluation_in_chunks_equals_one_pass_over_every_problem(monkeypatch):
     assert chunked["loss"] == pytest.approx(expected_loss, rel=1e-12)
     assert chunked["accuracy"] == expected_accuracy
     assert batches == [3] * 16 + [2]
+
+
+def _adam_reference(model: Transformer, sequences, epochs: int, batch: int, lr: float) -> dict:
+    """The notebook's training written out: torch's Adam (betas 0.9, 0.999, eps 1e-8, no weight
+    decay, no clipping, a constant rate), batches in order, the last one partial."""
+    params = {name: value.copy() for name, value in model.params.items()}
+    twin = Transformer.from_params(model.cfg, params)
+    moments = {name: (np.zeros_like(value), np.zeros_like(value)) for name, value in params.items()}
+    step = 0
+    for _ in range(epochs):
+        for start in range(0, len(sequences), batch):
+            chunk = sequences[start : start + batch]
+            _, grads = twin.loss_and_grads(chunk[:, :-1], chunk[:, 1:])
+            step += 1
+            for name, grad in grads.items():
+                first, second = moments[name]
+                first[...] = 0.9 * first + 0.1 * grad
+                second[...] = 0.999 * second + 0.001 * grad**2
+                corrected = np.sqrt(second / (1 - 0.999**step)) + 1e-8
+                twin.params[name] -= lr / (1 - 0.9**step) * first / corrected
+    return twin.params
+
+
+def test_training_by_epochs_passes_over_the_data_in_order_as_the_notebook_did(monkeypatch):
+    """Every pass sees the sequences in order, in batches of 4 (the last one partial), S[:-1]
+    predicting S[1:] everywhere; Adam as the notebook's: the same weights as Adam written out."""
+    cfg = TransformerConfig.preset("tiny-mha")
+    sequences = notebook_sequences(np.random.default_rng(5), 10)  # [10,8]
+    expected = _adam_reference(Transformer(cfg, seed=1), sequences, 2, 4, 0.01)
+    seen = []
+    loss_and_grads = Transformer.loss_and_grads
+    monkeypatch.setattr(Transformer, "loss_and_grads",
+                        lambda self, x, y, mask=None: seen.append((x, y, mask))
+                        or loss_and_grads(self, x, y, mask))  # fmt: skip
+    model = Transformer(cfg, seed=1)
+    settings = TrainSettings(batch_size=4, lr=0.01, weight_decay=0.0, clip=0.0, warmup=0,
+                             schedule="constant")  # fmt: skip
+    result = train_epochs(model, sequences, 2, settings)
+    assert [len(tokens) for tokens, _, _ in seen] == [4, 4, 2] * 2
+    for epoch in range(2):
+        part = seen[3 * epoch : 3 * epoch + 3]
+        np.testing.assert_array_equal(np.concatenate([x for x, _, _ in part]), sequences[:, :-1])
+        np.testing.assert_array_equal(np.concatenate([y for _, y, _ in part]), sequences[:, 1:])
+        assert all(mask is None for _, _, mask in part)
+    assert len(result.losses) == 6
+    assert result.evaluation == {}
+    for name, value in expected.items():
+        np.testing.assert_allclose(model.params[name], value, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="epochs"):
+        train_epochs(model, sequences, 0, settings)
 
 
 def test_training_with_sgd_also_learns():
