@@ -34,6 +34,15 @@ def test_wilson_interval_matches_scipy(successes, trials):
     assert high == pytest.approx(expected.high, abs=1e-12)
 
 
+@pytest.mark.parametrize("confidence", [0.8, 0.99])
+def test_wilson_interval_at_other_levels_matches_scipy(confidence):
+    for successes, trials in [(3, 7), (10, 20), (0, 5)]:
+        expected = binomtest(successes, trials).proportion_ci(confidence, method="wilson")
+        low, high = wilson_interval(successes, trials, confidence)
+        assert (low, high) == (pytest.approx(expected.low, abs=1e-12),
+                               pytest.approx(expected.high, abs=1e-12))  # fmt: skip
+
+
 def test_wilson_interval_known_values():
     # 10/20: center 0.5, half-width z sqrt(5 + z²/4) / (20 + z²) with z = 1.959964.
     assert wilson_interval(10, 20) == pytest.approx((0.299298, 0.700702), abs=1e-6)
