@@ -3,16 +3,26 @@
 Claim 6 compares a model before and after training. Here each (source, seed) model is trained
 on the `patterns` task (claim 6's task and budget) with a snapshot every `snapshot_every` steps
 (the trainer's snapshots, step 0 included); at every snapshot each measured claim's network
-statistic and the embedding alone's (`measured.beyond_embedding`), and the task accuracy: on
-held-out problems, and on every member of the structured families (claim 6's measure of whether
-training taught the task: the held-out split of `patterns` holds the few ascending and
-repeating sequences whose hash falls into it, so random and alternating ones dominate it).
+statistic and its studied null's, the null its controlled reading is decided against
+(`measured.beyond_null`: claim 3's rotated basis, claim 5's layout-matched families, claims 1's
+and 4's embedding alone), and the task accuracy: on held-out problems, and on every member of
+the structured families (claim 6's measure of whether training taught the task: the held-out
+split of `patterns` holds the few ascending and repeating sequences whose hash falls into it, so
+random and alternating ones dominate it).
 
-The property a claim is about is its structure beyond the embedding: the difference
-network - embedding at the same step (the embedding trains too). Whether training makes it
-emerge, keeps it or lets it fade is the margin rule applied on both sides to the paired change
-of that difference from step 0 (the random init) to the last snapshot, one per seed
+The property a claim is about is its structure beyond its null: the difference network - null
+at the same step (the null is measured on the same snapshot: the embedding trains too). Whether
+training makes it emerge, keeps it or lets it fade is the margin rule on both sides
+(`measured.margin_side`) applied to the paired change of that difference from step 0 (the random
+init) to the last snapshot, one per seed, against the claim's margin of its studied null
 (`evolution_verdict`).
+
+Multiplicity: none across the 4 claims x presets. Each (claim, preset) word is a verdict of its
+own, judged against its own registry entry, as every claim's verdict per preset is; the study
+draws no conclusion across cells ("something emerges somewhere"). A cell's word is wrong only
+when its interval misses the true mean change: emerges or fades at most (1 - confidence) / 2 of
+the time each, persists at most (1 - confidence) / 2 (tests/interp/test_evolution_rule.py
+simulates each at the margin).
 """
 
 from __future__ import annotations
@@ -24,11 +34,16 @@ from pathlib import Path
 
 import numpy as np
 
-from mechclaims.interp.claims.measured import CLAIMS, beyond_embedding
+from mechclaims.interp.claims.measured import (
+    CLAIMS,
+    beyond_null,
+    compared,
+    margin_side,
+    studied_margin,
+)
 from mechclaims.interp.claims.persistence import TASK, structured_families, train_settings
 from mechclaims.interp.persistence import family_accuracy
 from mechclaims.interp.sources import ModelSource
-from mechclaims.interp.verdicts import margin_verdict
 from mechclaims.model.tasks import get_task
 from mechclaims.model.train import evaluate, train
 from mechclaims.model.transformer import Transformer
@@ -44,7 +59,7 @@ def trajectory(source: ModelSource, seed: int, thresholds: dict) -> dict:
 
     {"steps": [S], "accuracy": [S] next-token accuracy on held-out problems,
     "structured_accuracy": [S] mean next-token accuracy over the structured families' members,
-    "<claim>": {"network": [S], "embedding": [S]} for each of STATISTICS}."""
+    "<claim>": {"network": [S], "null": [S]} for each of STATISTICS}."""
     task = get_task(TASK).on_tokens(source.panel)
     settings = train_settings(thresholds, seed, eval_size=thresholds["eval_size"],
                               snapshot_every=thresholds["snapshot_every"])  # fmt: skip
@@ -66,7 +81,7 @@ def trajectory(source: ModelSource, seed: int, thresholds: dict) -> dict:
            for name in ("accuracy", "structured_accuracy")},
         **{
             claim: {side: np.array([entry[claim][side] for entry in measured])
-                    for side in ("network", "embedding")}
+                    for side in ("network", "null")}
             for claim in STATISTICS
         },
     }  # fmt: skip
@@ -79,20 +94,24 @@ def snapshot(
     return {
         "accuracy": evaluate(model, task, thresholds["eval_size"], seed)["accuracy"],
         "structured_accuracy": float(np.mean(list(family_accuracy(model, families).values()))),
-        **{claim: beyond_embedding(claim, model, source, seed, thresholds) for claim in STATISTICS},
+        **{claim: beyond_null(claim, model, source, seed, thresholds) for claim in STATISTICS},
     }
 
 
 def beyond_by_step(trajectories: Sequence[dict], claim: str) -> np.ndarray:
-    """[seeds, S]: network - embedding alone at every snapshot, each at its own step."""
-    return np.array([entry[claim]["network"] - entry[claim]["embedding"] for entry in trajectories])
+    """[seeds, S]: network - null at every snapshot, the null measured on the same snapshot."""
+    return np.array([entry[claim]["network"] - entry[claim]["null"] for entry in trajectories])
 
 
 def seed_changes(trajectories: Sequence[dict], claim: str) -> np.ndarray:
-    """[seeds]: each seed's change of network - embedding from step 0 (its random init) to its
+    """[seeds]: each seed's change of network - null from step 0 (its random init) to its
     last snapshot: paired by seed, the same model before and after."""
     beyond = beyond_by_step(trajectories, claim)  # [seeds, S]
     return beyond[:, -1] - beyond[:, 0]
+
+
+WORD_OF_SIDE = {"above": "emerges", "below": "fades", "within": "persists",
+                "undecided": "inconclusive"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -101,34 +120,34 @@ class EvolutionVerdict:
     mean: float  # mean change across seeds
     low: float  # its t-interval
     high: float
-    margin: float  # the smallest change of interest
+    margin: float  # the smallest change of interest: the claim's margin of its studied null
     seeds: int
+    comparison: str  # what changes, e.g. "network - rotated basis"
 
     def describe(self) -> str:
         return (
-            f"{self.word}: change of network - embedding from step 0 {self.mean:.3g} "
+            f"{self.word}: change of {self.comparison} from step 0 {self.mean:.3g} "
             f"[{self.low:.3g}, {self.high:.3g}] against ±{self.margin:g} ({self.seeds} seeds)"
         )
 
 
 def evolution_verdict(
-    changes, margin: float, confidence: float = 0.95, name: str = "change"
+    changes, margin: float, confidence: float = 0.95, comparison: str = "network - null"
 ) -> EvolutionVerdict:
-    """The margin rule on both sides of the paired changes [seeds]: `emerges` if their
-    interval lies above +margin, `fades` if below -margin, `persists` if inside (-margin,
-    +margin) (an equivalence test: both one-sided rules refute a change of the margin's size),
-    else `inconclusive`."""
-    up = margin_verdict(changes, margin, confidence, name)
-    down = margin_verdict(-np.asarray(changes, dtype=float), margin, confidence, name)
-    if up.verdict == "supported":
-        word = "emerges"
-    elif down.verdict == "supported":
-        word = "fades"
-    elif up.verdict == down.verdict == "refuted":
-        word = "persists"
-    else:
-        word = "inconclusive"
-    return EvolutionVerdict(word, up.mean, up.low, up.high, margin, up.seeds)
+    """The margin rule on both sides of the paired changes [seeds] (`margin_side`): `emerges`
+    if their interval lies above +margin, `fades` if below -margin, `persists` if inside
+    (-margin, +margin) (an equivalence test: both one-sided rules refute a change of the
+    margin's size), else `inconclusive`."""
+    side, up = margin_side(changes, margin, confidence)
+    return EvolutionVerdict(WORD_OF_SIDE[side], up.mean, up.low, up.high, margin, up.seeds,
+                            comparison)  # fmt: skip
+
+
+def claim_verdict(trajectories: Sequence[dict], claim: str, thresholds: dict) -> EvolutionVerdict:
+    """`claim`'s evolution on `trajectories` (one per seed) against its margin of its studied
+    null, at the study's `confidence`."""
+    return evolution_verdict(seed_changes(trajectories, claim), studied_margin(thresholds, claim),
+                             thresholds["confidence"], compared(claim))  # fmt: skip
 
 
 def seed_word(change: float, margin: float) -> str:

@@ -1,20 +1,36 @@
-"""The claims whose controlled statistics the evolution and the architecture sweep measure.
+"""The claims whose controlled statistics the evolution and the architecture sweep measure, and
+the rule both decide by.
 
 Claims 1, 3, 4 and 5 decide their controlled readings on a network statistic against the same
-statistic of the embedding alone, LN(W_E[x] + W_pos), on the same inputs (their
-`BEYOND["embedding"]`). The evolution (through training) and the sweep (across architectures)
-ask how that comparison moves, so they measure it with the claims' own code
-(`controlled_on`, the controlled reading on a given model).
+statistic of a null on the same inputs (their `BEYOND[null]`). The studies follow, for each
+claim, the comparison its controlled reading is decided by: its `STUDIED_NULL` (claim 3's
+rotated basis, claim 5's layout-matched families, claims 1's and 4's embedding alone). The
+evolution (through training) and the sweep (across architectures) ask how network - null moves,
+so they measure it with the claims' own code (`controlled_on`, the controlled reading on a given
+model): `beyond_null` -> {"network": ..., "null": ...}. A figure or a why names the comparison
+(`compared`, e.g. "network - rotated basis") and its scale (`UNITS`).
 
 Their registry entries hold the claims' thresholds under the claim's id, e.g.
 `"selectivity.n_sequences"`, so that one flat table of thresholds (what a measurement takes)
-names every number it uses, each with its reason (`measured_thresholds`).
+names every number it uses, each with its reason (`measured_thresholds`); the margin a study
+holds a claim's comparison against is the claim's margin of its studied null (`studied_margin`,
+`"selectivity.margin_rotated"`), one number, not a second copy.
+
+Both studies decide by the margin rule on both sides (`margin_side`): the mean of paired
+values across seeds with its t-interval, against the margin m: above (the interval lies above
++m), below (below -m), within (inside (-m, +m): an equivalence, a difference of size m is
+excluded both ways) or undecided. Each side is the margin rule of mechclaims.interp.verdicts
+(on the values, and on their negatives), so a side is wrong only when the interval misses the
+truth: at most (1 - confidence) / 2 each way.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from mechclaims.interp.claims import circuits, feature_detectors, selectivity, structured_inputs
 from mechclaims.interp.sources import ModelSource
+from mechclaims.interp.verdicts import MarginVerdict, margin_verdict
 from mechclaims.model.transformer import Transformer
 
 # claim id in the registry -> its measurement module
@@ -24,13 +40,34 @@ CLAIMS = {
     "circuits": circuits,
     "structured-inputs": structured_inputs,
 }
-# What each comparison's difference network - embedding is measured in (figures' labels)
+# What each comparison's difference network - null is measured in (figures' labels)
 UNITS = {
     "feature-detectors": "median held-out Cohen's d",
     "selectivity": "median eta², token + position",
     "circuits": "strong-pair rate, share of pairs",
     "structured-inputs": "decoder balanced accuracy",
 }
+# How a figure or a why names each null a claim can be decided against
+NULL_NAMES = {
+    "embedding": "embedding alone",
+    "rotated": "rotated basis",
+    "gaussian": "Gaussian features",
+    "layout": "layout-matched families",
+}
+SIDES = ("above", "below", "within", "undecided")
+
+
+def studied_null(claim: str) -> str:
+    """The null `claim`'s controlled reading is decided against, which the studies follow."""
+    null = CLAIMS[claim].STUDIED_NULL
+    if null not in NULL_NAMES:
+        raise ValueError(f"{claim}'s STUDIED_NULL {null!r} has no name in NULL_NAMES")
+    return null
+
+
+def compared(claim: str) -> str:
+    """The comparison the studies follow for `claim`, e.g. "network - rotated basis"."""
+    return f"network - {NULL_NAMES[studied_null(claim)]}"
 
 
 def measured_thresholds(thresholds: dict, claim: str) -> dict:
@@ -45,16 +82,36 @@ def measured_thresholds(thresholds: dict, claim: str) -> dict:
 
 def studied_margin(thresholds: dict, claim: str) -> float:
     """The margin of the comparison the studies follow for `claim` (its STUDIED_NULL's)."""
-    return measured_thresholds(thresholds, claim)[f"margin_{CLAIMS[claim].STUDIED_NULL}"]
+    name = f"margin_{studied_null(claim)}"
+    own = measured_thresholds(thresholds, claim)
+    if name not in own:
+        raise ValueError(f"the study's thresholds have no {claim}.{name}: the margin of "
+                         f"{claim}'s studied null")  # fmt: skip
+    return own[name]
 
 
-def beyond_embedding(
+def beyond_null(
     claim: str, model: Transformer, source: ModelSource, seed: int, thresholds: dict
 ) -> dict[str, float]:
-    """{"network": ..., "embedding": ...}: the two statistics `claim`'s controlled reading holds
-    against each other, measured on `model` with the claim's thresholds in `thresholds`."""
+    """{"network": ..., "null": ...}: the two statistics `claim`'s controlled reading holds
+    against each other for its studied null, measured on `model` with the claim's thresholds
+    in `thresholds`."""
     module = CLAIMS[claim]
     result = module.controlled_on(model, source, seed, measured_thresholds(thresholds, claim))
     result = result.get("result", result)  # claim 4 keeps its figures' data beside its result
-    network, embedding = module.BEYOND[module.STUDIED_NULL]
-    return {"network": float(result[network]), "embedding": float(result[embedding])}
+    network, null = module.BEYOND[studied_null(claim)]
+    return {"network": float(result[network]), "null": float(result[null])}
+
+
+def margin_side(values, margin: float, confidence: float) -> tuple[str, MarginVerdict]:
+    """Where the mean of `values` [seeds] lies against ±`margin` (one of SIDES; module
+    docstring), and the margin rule's account of it (mean and t-interval at `confidence`)."""
+    up = margin_verdict(values, margin, confidence)
+    down = margin_verdict(-np.asarray(values, dtype=float), margin, confidence)
+    if up.verdict == "supported":
+        return "above", up
+    if down.verdict == "supported":
+        return "below", up
+    if up.verdict == down.verdict == "refuted":
+        return "within", up
+    return "undecided", up

@@ -1,19 +1,42 @@
-"""The architecture sweep: which architectural choices move structure beyond the embedding.
+"""The architecture sweep: which architectural choices move structure beyond each claim's null.
 
 A factorial design over config fields (the registry's `factors`, e.g. norm, act_fn, attention,
 init, causal, d_model), every combination of their levels an architecture (`cells`), each the
 registry's base preset with those levels (`architecture`). On each architecture and seed the
-controlled statistics of claims 1, 3 and 4 and the embedding alone's (`measure`); the statistic
-the sweep explains is their paired difference, network - embedding, per (architecture, seed).
+controlled statistics of claims 1, 3 and 4, of the network and of the claim's studied null, the
+one its controlled reading is decided against (claim 3's rotated basis, claims 1's and 4's
+embedding alone; `measured.beyond_null`), on the same inputs (`measure`); the statistic the
+sweep explains is their paired difference, network - null, per (architecture, seed).
 
-Main effects: least squares of the per-architecture means on factor indicators (treatment
+Main effects: least squares of the architectures' values on factor indicators (treatment
 coding: a factor's first level is its reference, each other level a term whose coefficient is
-its mean difference from the reference, all other factors held balanced), with bootstrap
-intervals over seeds (whole seeds resampled: at one seed architectures share weight draws and
-inputs, so their values are correlated and a seed is the unit of replication; percentile
-intervals expanded for few seeds, `expanded_confidence`). A term raises the statistic if its
-interval lies above 0, lowers it if below, else it is unresolved. The interaction of the two
-factors with the largest main effects is fitted the same way.
+its mean difference from the reference, all other factors held balanced). The coefficients are
+linear in the values, so they are fitted on each seed (`per_seed_coefficients`): their mean over
+seeds is the fit of the seeds' mean, and the seeds are independent replications (at one seed
+the architectures share inputs and weight draws, so a seed, not a cell, is the unit). Each
+term's interval is Student's t across seeds, exact for normal per-seed coefficients on any
+number of seeds. (Until issue 20: a percentile bootstrap over whole seeds, its level expanded
+for few seeds; at a family-wise level on 5 seeds the expanded level rounds to 1 and the
+interval is just the range of the resamples.)
+
+Multiplicity: the sweep says a word for every term of every statistic, so its words are one
+family of K = statistics x (main-effect terms + the most interaction terms a pair of factors
+has) (`family_size`: 3 x (7 + 2) = 27 for the registry's factors), each interval at the level
+1 - family_error / K (`term_confidence`, Bonferroni): all of them cover their true effects at
+once with probability at least 1 - family_error, and then every word is right. A word holds a
+term against the claim's margin m of its studied null, the margin rule on both sides
+(`measured.margin_side`): raises if the interval lies above +m, lowers if below -m, negligible
+if inside (-m, +m) (an equivalence: an effect of size m excluded both ways), else unresolved.
+The interaction of the two factors with the largest main effects is fitted the same way, in the
+same family (the pair is chosen by the main effects, contrasts orthogonal to the interaction's
+in a full factorial).
+
+Per architecture: is it beyond its null by the margin? The one-sided t-test across seeds of
+network - null against m (`margin_p_values`: p < (1 - c) / 2 exactly when the margin rule at
+confidence c says supported), Benjamini-Hochberg across a statistic's architectures at
+`architecture_fdr` (`beyond_null_by_margin`): of the architectures called beyond, at most that
+share is expected to be false (the architectures of a seed share its inputs, a positive
+dependence under which BH holds; simulated in tests/interp/test_sweep_effects.py).
 """
 
 from __future__ import annotations
@@ -25,14 +48,16 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
-from mechclaims.interp.claims.measured import beyond_embedding
+from mechclaims.interp.claims.measured import beyond_null, margin_side
 from mechclaims.interp.sources import ModelSource
-from mechclaims.interp.stats import bootstrap_interval
+from mechclaims.interp.stats import benjamini_hochberg
 from mechclaims.model.config import TransformerConfig
 
 STATISTICS = ("feature-detectors", "selectivity", "circuits")  # the claims measured per cell
 MLP_RATIO = 4  # d_mlp = 4 d_model, GPT-2's ratio (tiny-mha's and gpt2-style's too)
-WORDS = ("raises", "lowers", "unresolved")
+WORD_OF_SIDE = {"above": "raises", "below": "lowers", "within": "negligible",
+                "undecided": "unresolved"}  # fmt: skip
+WORDS = tuple(WORD_OF_SIDE.values())
 
 
 def cells(factors: Mapping[str, Sequence]) -> dict[str, dict]:
@@ -55,16 +80,16 @@ def architecture(base: TransformerConfig, levels: Mapping) -> TransformerConfig:
 
 
 def measure(source: ModelSource, seed: int, thresholds: dict) -> dict:
-    """{claim: {"network": ..., "embedding": ...}} for each of STATISTICS on (source, seed)."""
+    """{claim: {"network": ..., "null": ...}} for each of STATISTICS on (source, seed)."""
     model = source.model(seed)
-    return {claim: beyond_embedding(claim, model, source, seed, thresholds) for claim in STATISTICS}
+    return {claim: beyond_null(claim, model, source, seed, thresholds) for claim in STATISTICS}
 
 
 def paired_values(results: Sequence[Sequence[Mapping]], statistic: str) -> np.ndarray:
-    """[seeds, A]: network - embedding of `statistic` from `results` [A][seeds] of `measure`,
-    each difference within one architecture and seed (the same model and inputs)."""
+    """[seeds, A]: network - null of `statistic` from `results` [A][seeds] of `measure`, each
+    difference within one architecture and seed (the same model and inputs)."""
     return np.array(
-        [[seed[statistic]["network"] - seed[statistic]["embedding"] for seed in architecture]
+        [[seed[statistic]["network"] - seed[statistic]["null"] for seed in architecture]
          for architecture in results]
     ).T  # fmt: skip
 
@@ -91,6 +116,23 @@ def factor_terms(factors: Mapping[str, Sequence]) -> list[tuple[str, str, object
     ]
 
 
+def family_size(factors: Mapping[str, Sequence], statistics: int = len(STATISTICS)) -> int:
+    """K, the terms the sweep can say a word of: per statistic, every main-effect term and the
+    interaction terms of one pair of factors, counted for the pair with the most."""
+    extra = [len(levels) - 1 for levels in factors.values()]
+    most = max((a * b for a, b in itertools.combinations(extra, 2)), default=0)
+    return statistics * (sum(extra) + most)
+
+
+def term_confidence(family_error: float, family: int) -> float:
+    """The level of each of `family` intervals that all cover at once with probability at
+    least 1 - family_error (Bonferroni)."""
+    if not 0 < family_error < 1 or family < 1:
+        raise ValueError(f"need 0 < family_error < 1 and family >= 1, got {family_error}, "
+                         f"{family}")  # fmt: skip
+    return 1 - family_error / family
+
+
 def design(architectures: Sequence[Mapping], factors: Mapping[str, Sequence]) -> Design:
     """The treatment-coded design of `architectures` (their levels) for `factors`."""
     terms = factor_terms(factors)
@@ -108,22 +150,26 @@ def design(architectures: Sequence[Mapping], factors: Mapping[str, Sequence]) ->
 
 @dataclass(frozen=True)
 class Effects:
-    """Per term: the least-squares coefficient and its bootstrap interval over seeds."""
+    """Per term: the least-squares coefficient, its t-interval across seeds and its word."""
 
     terms: tuple[str, ...]
     factor_of: tuple[str, ...]  # [T] the factor (or factors, `a × b`) of each term
     value: np.ndarray  # [T]
     low: np.ndarray  # [T]
     high: np.ndarray  # [T]
+    words: tuple[str, ...]  # [T] each one of WORDS
+    margin: float  # the claim's margin of its studied null
+    confidence: float  # each interval's level
 
     def word(self, term: str) -> str:
-        """raises (interval above 0), lowers (below 0) or unresolved (it covers 0)."""
-        i = self.terms.index(term)
-        if self.low[i] > 0:
-            return "raises"
-        if self.high[i] < 0:
-            return "lowers"
-        return "unresolved"
+        """raises, lowers, negligible or unresolved (module docstring)."""
+        return self.words[self.terms.index(term)]
+
+
+def per_seed_coefficients(values: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """[seeds, T]: each seed's least-squares coefficients of its `values` [seeds, A] on
+    `matrix` [A, 1 + T], the intercept dropped."""
+    return (values @ np.linalg.pinv(matrix).T)[:, 1:]  # [seeds, 1 + T] -> [seeds, T]
 
 
 def fitted_effects(
@@ -131,43 +177,30 @@ def fitted_effects(
     matrix: np.ndarray,
     terms: Sequence[str],
     factor_of: Sequence[str],
-    rng: np.random.Generator,
+    margin: float,
     confidence: float,
-    n_resamples: int,
 ) -> Effects:
     """Least-squares coefficients of `values` [seeds, A] (each architecture's value on each
-    seed) on `matrix` [A, 1 + T], with bootstrap intervals from resampling whole seeds (rows)."""
-    solve = np.linalg.pinv(matrix)  # [1 + T, A]
-
-    def coefficients(samples: np.ndarray, axis: int) -> np.ndarray:
-        # [seeds, A] or, resampled, [A, ..., seeds]: the mean over seeds, then least squares
-        means = np.mean(samples, axis=axis)  # [A, ...]
-        return np.tensordot(solve, means, axes=([1], [0]))[1:]  # [T, ...], intercept dropped
-
-    # on very few seeds the expanded level rounds to 1: the resamples' range is the widest
-    level = min(expanded_confidence(len(values), confidence), 1 - 1 / n_resamples)
-    estimate = bootstrap_interval(values, coefficients, rng=rng, n_resamples=n_resamples,
-                                  confidence=level, method="percentile")  # fmt: skip
-    return Effects(tuple(terms), tuple(factor_of), estimate.value, estimate.low, estimate.high)
-
-
-def expanded_confidence(n: int, confidence: float) -> float:
-    """The level of the expanded percentile interval (Hesterberg 2015, "What teachers should
-    know about the bootstrap"): the percentile bootstrap of a mean over n replicates is too
-    narrow for small n (95% covers about 83% at n = 5); its level is widened so that its normal
-    quantile is sqrt(n / (n - 1)) times Student's t quantile with n - 1 degrees of freedom."""
-    tail = scipy.stats.t.ppf((1 - confidence) / 2, n - 1)  # < 0
-    return float(1 - 2 * scipy.stats.norm.cdf(np.sqrt(n / (n - 1)) * tail))
+    seed) on `matrix` [A, 1 + T]: fitted per seed, with t-intervals across seeds at
+    `confidence` and each term's word against ±`margin`."""
+    coefficients = per_seed_coefficients(values, matrix)  # [seeds, T]
+    sides = [margin_side(column, margin, confidence) for column in coefficients.T]
+    return Effects(
+        tuple(terms), tuple(factor_of),
+        np.array([account.mean for _, account in sides]),
+        np.array([account.low for _, account in sides]),
+        np.array([account.high for _, account in sides]),
+        tuple(WORD_OF_SIDE[side] for side, _ in sides), float(margin), float(confidence),
+    )  # fmt: skip
 
 
 def main_effects(
     values: np.ndarray, architectures: Sequence[Mapping], factors: Mapping[str, Sequence],
-    rng: np.random.Generator, confidence: float, n_resamples: int,
+    margin: float, confidence: float,
 ) -> Effects:  # fmt: skip
     """Every term's main effect on `values` [seeds, A] (a model of main effects only)."""
     coded = design(architectures, factors)
-    return fitted_effects(values, coded.matrix, coded.terms, coded.factor_of, rng, confidence,
-                          n_resamples)  # fmt: skip
+    return fitted_effects(values, coded.matrix, coded.terms, coded.factor_of, margin, confidence)
 
 
 def largest_factors(effects: Effects) -> tuple[str, str]:
@@ -181,7 +214,7 @@ def largest_factors(effects: Effects) -> tuple[str, str]:
 
 def interaction(
     values: np.ndarray, architectures: Sequence[Mapping], factors: Mapping[str, Sequence],
-    pair: tuple[str, str], rng: np.random.Generator, confidence: float, n_resamples: int,
+    pair: tuple[str, str], margin: float, confidence: float,
 ) -> Effects:  # fmt: skip
     """The interaction terms of `pair` (products of their indicators, `a × b`), fitted beside
     every main effect: how much the effect of one factor changes with the other's level."""
@@ -193,8 +226,27 @@ def interaction(
     matrix = np.column_stack([coded.matrix, *products])  # [A, 1 + T + I]
     joint = " × ".join(pair)
     full = fitted_effects(values, matrix, [*coded.terms, *names],
-                          [*coded.factor_of, *[joint] * len(names)], rng, confidence,
-                          n_resamples)  # fmt: skip
+                          [*coded.factor_of, *[joint] * len(names)], margin,
+                          confidence)  # fmt: skip
     kept = slice(len(coded.terms), None)
     return Effects(tuple(names), full.factor_of[kept], full.value[kept], full.low[kept],
-                   full.high[kept])  # fmt: skip
+                   full.high[kept], full.words[kept], full.margin, full.confidence)  # fmt: skip
+
+
+def margin_p_values(values: np.ndarray, margin: float) -> np.ndarray:
+    """[A]: one-sided p-values of the t-test across seeds that the mean of each column of
+    `values` [seeds, A] exceeds `margin` (a column without spread: 0 if its value exceeds the
+    margin, else 1, as the margin rule decides it; on one seed, 1: one seed decides nothing)."""
+    seeds = len(values)
+    if seeds < 2:
+        return np.ones(values.shape[1])
+    mean, spread = values.mean(axis=0), values.std(axis=0, ddof=1)  # [A]
+    flat = spread == 0
+    t = (mean - margin) / np.where(flat, 1.0, spread / np.sqrt(seeds))
+    return np.where(flat, (mean <= margin).astype(float), scipy.stats.t.sf(t, seeds - 1))
+
+
+def beyond_null_by_margin(values: np.ndarray, margin: float, fdr: float) -> np.ndarray:
+    """[A] bool: the architectures whose network - null `values` [seeds, A] exceed `margin`,
+    Benjamini-Hochberg at `fdr` across them."""
+    return benjamini_hochberg(margin_p_values(values, margin), fdr)

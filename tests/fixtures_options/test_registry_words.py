@@ -62,6 +62,9 @@ def registry(tmp_path: Path, text: str) -> dict:
         ("raises", "lowers", False, "contradicted"),
         ("unresolved", "raises", False, "consistent"),
         ("raises", "unresolved", False, "consistent"),
+        ("negligible", "raises", False, "contradicted"),  # within the margin against above it
+        ("lowers", "negligible", False, "contradicted"),
+        ("unresolved", "negligible", False, "consistent"),
         ("raises", None, False, "missing"),
     ],
 )
@@ -97,7 +100,7 @@ def test_the_registry_reads_verdicts_nested_by_their_parameters(tmp_path):
          "claims.evo.verdicts.evolution.tiny-mha.verdict must be { verdict = \"...\", why = "),
         (SWEEP.replace('"raises"', '"persists"'),
          "claims.sweep.verdicts.sweep.selectivity.norm.verdict must be one of raises, lowers, "
-         "unresolved; got 'persists'"),
+         "negligible, unresolved; got 'persists'"),
         (SWEEP.replace('"gelu"', "").replace('["pre", "post"]', '["pre", "sandwich"]'),
          "claims.sweep.factors.norm level 'sandwich' is not one the model supports: norm must "
          "be one of 'pre', 'post'; got 'sandwich'"),
@@ -172,8 +175,8 @@ seed_sentence = "test different architectures for interpretability bias"
 seeds = "0:4"
 [claims.sweep.thresholds]
 base_preset = { value = "tiny-mha", why = "small" }
-n_resamples = { value = 99, why = "quick" }
-confidence = { value = 0.95, why = "the intervals" }
+family_error = { value = 0.05, why = "the family of words" }
+architecture_fdr = { value = 0.05, why = "BH across architectures" }
 "feature-detectors.n_sequences" = { value = 200, why = "small" }
 "feature-detectors.discovery_fraction" = { value = 0.5, why = "half" }
 "feature-detectors.n_permutations" = { value = 9, why = "few" }
