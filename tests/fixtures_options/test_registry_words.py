@@ -2,7 +2,7 @@
 nested verdict tables and a claim's factors; the judge holds a decided word against the
 registry (reproduced, consistent, contradicted, missing); a factor level the model does not
 support is a usage error naming it; a sweep architecture whose measurement fails fails its own
-tests only."""
+tests only; the studies hold each claim against its own margin of its studied null."""
 
 from __future__ import annotations
 
@@ -15,9 +15,25 @@ import pytest
 from mechclaims.evidence.recorder import Evidence
 from mechclaims.fixtures.judge import judge_finding, registry_check
 from mechclaims.fixtures.registry import RegistryError, describe_claims, load_registry
+from mechclaims.interp.claims import evolution, sweep
+from mechclaims.interp.claims.measured import studied_margin, studied_null
 
 PLUGIN = ("-p", "mechclaims.fixtures.plugin")
 CLAIMS = Path(__file__).resolve().parents[2] / "claims"
+
+
+@pytest.mark.parametrize(
+    ("study", "claim"),
+    [("evolution", claim) for claim in evolution.STATISTICS]
+    + [("sweep", claim) for claim in sweep.STATISTICS],
+)
+def test_the_studies_hold_each_claim_against_its_own_margin_of_its_studied_null(study, claim):
+    """The registry's studies copy a claim's thresholds under its id; the margin they decide by
+    (that of the null the claim's controlled reading is decided against) must be the claim's."""
+    claims = load_registry(CLAIMS / "registry.toml")["claims"]
+    own = claims[claim]["thresholds"][f"margin_{studied_null(claim)}"]
+    assert studied_margin(claims[study]["thresholds"], claim) == own
+
 
 EVOLUTION = """
 [claims.evo]
