@@ -15,7 +15,10 @@ import pytest
 from toy_claim_project import write_toy_project
 
 from mechclaims.fixtures.broker import Broker, InProcessExecutor, Measurement, measurement_key
+from mechclaims.interp.claims import selectivity
+from mechclaims.interp.claims.checkpoint import MEASURES
 from mechclaims.interp.claims.feature_detectors import controlled, seed_protocol
+from mechclaims.interp.sources import ModelSource, source_for
 from mechclaims.model.config import TransformerConfig
 
 TINY = TransformerConfig.preset("tiny-mha")
@@ -26,6 +29,17 @@ from mechclaims.interp.claims.feature_detectors import controlled
 from mechclaims.model.config import TransformerConfig
 
 print(measurement_key(controlled, TransformerConfig.preset("tiny-mha"), 3,
+                      {"fdr": 0.05, "n_sequences": 50}))
+"""
+
+PLANTED_KEY_IN_A_NEW_PROCESS = """
+from mechclaims.fixtures.broker import measurement_key
+from mechclaims.interp.claims.selectivity import controlled
+from mechclaims.interp.sources import source_for
+from mechclaims.model.config import TransformerConfig
+
+print(measurement_key(controlled, source_for(TransformerConfig.preset("tiny-mha"),
+                                             planted="selective-units"), 3,
                       {"fdr": 0.05, "n_sequences": 50}))
 """
 
@@ -49,6 +63,47 @@ def test_a_key_changes_with_each_argument():
         measurement_key(controlled, TINY, 3, {**THRESHOLDS, "fdr": 0.1}),
     }
     assert len(keys) == 5
+
+
+def test_measures_of_different_claims_that_share_a_name_have_different_keys():
+    """`controlled` (and `seed_protocol`) exist in several claim modules: on the same source,
+    seed and thresholds each claim's measurement is its own, or the broker would serve one
+    claim's result to another."""
+    measures = [measure for readings in MEASURES.values() for measure in readings.values()]
+    assert len({measure.__qualname__ for measure in measures}) < len(measures)  # names shared
+    source = source_for(TINY)
+    keys = {measurement_key(measure, source, 3, THRESHOLDS) for measure in measures}
+    assert len(keys) == len(measures)
+
+
+def test_a_key_changes_with_every_field_of_a_model_source():
+    """A planted model and the init it is planted in, another panel, a fixed model seed, a
+    checkpoint and its recorded init: each is another measurement."""
+    source = source_for(TINY)
+    sources = [
+        source,
+        source_for(TINY, planted="detectors"),
+        source_for(TINY, planted="embedding"),
+        ModelSource(TINY, source.panel[::-1]),
+        source_for(TINY, model_seed=3),
+        ModelSource(TINY, source.panel, checkpoint="model.npz"),
+        ModelSource(TINY, source.panel, checkpoint="model.npz", init_seed=3),
+        source_for(TINY.replace(init_scale=0.5)),
+    ]
+    keys = {measurement_key(controlled, where, 3, THRESHOLDS) for where in sources}
+    assert len(keys) == len(sources)
+    assert measurement_key(controlled, source_for(TINY, planted="detectors"), 3, THRESHOLDS) == (
+        measurement_key(controlled, source_for(TINY, planted="detectors"), 3, dict(THRESHOLDS))
+    )
+
+
+def test_a_key_of_a_planted_source_is_the_same_in_another_process():
+    key = measurement_key(selectivity.controlled, source_for(TINY, planted="selective-units"), 3,
+                          THRESHOLDS)  # fmt: skip
+    printed = subprocess.run([sys.executable, "-c", PLANTED_KEY_IN_A_NEW_PROCESS],
+                             env={**os.environ, "PYTHONHASHSEED": "3"}, capture_output=True,
+                             text=True, check=True).stdout  # fmt: skip
+    assert printed.strip() == key
 
 
 class CountingMeasure:
