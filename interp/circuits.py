@@ -1,8 +1,11 @@
 """Correlated unit pairs ("circuits"): the seed's partner print-out, strong pairs tested with the
 number of distinct inputs they rest on, and whether opposing pairs partition the inputs.
 
-Features are [n inputs, U units] of one unit set at one position, one row per distinct input; a
-correlation matrix is [U, U] (`stats.correlation_matrix`: a constant unit has r = 0).
+Features are [n inputs, U units] of one unit set at one position; a correlation matrix is [U, U]
+(`stats.correlation_matrix`: a constant unit has r = 0). A source's correlations and their tests
+rest on its own distinct rows (`distinct_rows`): the embedding alone at the last position is a
+function of the last token only, so 1000 distinct sequences give it 10 distinct rows, and a
+test with n = 1000 would count each of them 100 times (pseudo-replication).
 """
 
 from __future__ import annotations
@@ -31,6 +34,17 @@ def distinct_sequences(rng: np.random.Generator, n: int, vocab: int, length: int
     return all_sequences(vocab, length)[rows]
 
 
+def distinct_rows(features: np.ndarray) -> np.ndarray:
+    """Each distinct row of features [n, U] once, at its first occurrence: [m, U], m the number
+    of distinct inputs the features really have (an input repeated, or two inputs the source
+    does not tell apart, add no evidence). Rows are equal when their bytes are (as for
+    `np.unique(axis=0)`, 7x slower on a [1000, 256] unit set)."""
+    first: dict[bytes, int] = {}  # a row's bytes -> where it first occurs
+    for index, row in enumerate(features):
+        first.setdefault(row.tobytes(), index)
+    return features[list(first.values())]
+
+
 def rotated_correlation(corr: np.ndarray, std: np.ndarray, rotation: np.ndarray) -> np.ndarray:
     """Correlation matrix of features [n, U] @ rotation, from the features' correlation [U, U]
     and standard deviations [U]: the rotated covariance is rotation.T @ cov @ rotation, so the
@@ -53,20 +67,60 @@ def rotated_correlation(corr: np.ndarray, std: np.ndarray, rotation: np.ndarray)
 class SeedPartners:
     """What the seed printed: each listed unit's partner of largest |r|, if above a cut-off."""
 
-    partner: np.ndarray  # [k] partner index, -1 where |r| <= threshold (nothing printed)
-    r: np.ndarray  # [k] the printed r, 0 where nothing printed
+    partner: np.ndarray  # [..., k] partner index, -1 where |r| <= threshold (nothing printed)
+    r: np.ndarray  # [..., k] the printed r, 0 where nothing printed
 
 
 def strongest_partners(corr: np.ndarray, units: np.ndarray, threshold: float) -> SeedPartners:
-    """For each of `units`, the other unit with the largest |r| in corr [U, U], kept if
-    |r| > threshold (the seed's print rule)."""
+    """For each of `units`, the other unit with the largest |r| in corr [..., U, U] (one matrix
+    or a batch of them), kept if |r| > threshold (the seed's print rule).
+
+    As the seed's code ran: its `correlations = correlation[i, :]` is a view, so
+    `correlations[i] = 0` zeroes the matrix's diagonal entry, which no later row reads (the
+    partners are as if the self-correlation were left out). A unit of zero variance (diagonal 0,
+    `correlation_matrix`'s convention) made the seed's `np.corrcoef` NaN in every row, where
+    `np.argmax` stops at the first NaN and `abs(nan) > 0.5` is false: nothing was printed."""
     units = np.asarray(units)
-    magnitude = np.abs(corr[units])  # [k, U]
-    magnitude[np.arange(len(units)), units] = -1.0  # a unit is not its own partner
-    best = np.argmax(magnitude, axis=1)  # [k]
-    r = corr[units, best]  # [k]
-    printed = np.abs(r) > threshold
+    rows = corr[..., units, :]  # [..., k, U]
+    magnitude = np.abs(rows)
+    magnitude[..., np.arange(len(units)), units] = -1.0  # a unit is not its own partner
+    best = np.argmax(magnitude, axis=-1)  # [..., k]
+    r = np.take_along_axis(rows, best[..., None], axis=-1)[..., 0]  # [..., k]
+    varies = np.all(np.diagonal(corr, axis1=-2, axis2=-1) != 0, axis=-1)  # [...]
+    printed = (np.abs(r) > threshold) & varies[..., None]
     return SeedPartners(np.where(printed, best, -1), np.where(printed, r, 0.0))
+
+
+def printout_holds(printed_r: np.ndarray, strong_r: float) -> np.ndarray:
+    """The README's sentence read off a printout [..., k] (a line not printed has r = 0): a
+    printed partner with r > strong_r and one with r < -strong_r. [..., k] -> [...] bool."""
+    return np.any(printed_r > strong_r, axis=-1) & np.any(printed_r < -strong_r, axis=-1)
+
+
+def chance_printout(
+    inputs: np.ndarray, units: int, listed: np.ndarray, print_r: float, strong_r: float,
+    rng: np.random.Generator, draws: int,
+) -> float:  # fmt: skip
+    """Share of `draws` in which i.i.d. Gaussian units print as the README reads (`printout_holds`
+    at strong_r): `units` standard normal values per distinct input, on as many rows of each as
+    `inputs` [n] hold (the seed's 500 rows hold 10 distinct first tokens), the partners of
+    `listed` printed where |r| > print_r."""
+    _, counts = np.unique(inputs, return_counts=True)  # [m] rows of each distinct input
+    features = rng.standard_normal((draws, len(counts), units))  # [b,m,u]
+    partners = strongest_partners(repeated_correlation(features, counts), listed, print_r)
+    return float(np.mean(printout_holds(partners.r, strong_r)))  # [b,k] -> [b] -> share
+
+
+def repeated_correlation(features: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Pearson r of each batch member's units over its distinct rows each repeated `counts`
+    times: features [b, m, U], counts [m] -> [b, U, U], without building the repeated rows (the
+    row-weighted mean and products). For features no unit of which is constant (Gaussian draws).
+    """
+    weights = counts / counts.sum()  # [m]
+    centered = features - np.einsum("m,bmu->bu", weights, features)[:, None, :]  # [b,m,U]
+    scaled = np.sqrt(weights)[:, None] * centered  # [b,m,U]: products weighted by the counts
+    unit = scaled / np.linalg.norm(scaled, axis=1, keepdims=True)
+    return np.clip(np.swapaxes(unit, 1, 2) @ unit, -1.0, 1.0)  # [b,U,m] @ [b,m,U] -> [b,U,U]
 
 
 def upper_pairs(corr: np.ndarray) -> np.ndarray:
@@ -121,36 +175,47 @@ def strong_pairs(
 
 class PairTally:
     """One source's pairs (every unit set's), tallied set by set: what `strong_pairs` finds,
-    without holding them all (a gpt2-small source has 60 million). Only the pairs BH could
-    discover (|r| >= critical_r) are kept; the others count as p = 1."""
+    without holding them all (a gpt2-small source has 60 million). Each set's pairs are tested
+    with the set's own number of distinct inputs; only the pairs BH could discover
+    (|r| >= critical_r) keep a p-value, the others count as p = 1."""
 
-    def __init__(self, n_effective: int, strong_r: float, fdr: float, bins: np.ndarray):
-        self.n_effective, self.strong_r, self.fdr, self.bins = n_effective, strong_r, fdr, bins
-        self.critical = critical_r(n_effective, fdr)
+    def __init__(self, strong_r: float, fdr: float, bins: np.ndarray):
+        self.strong_r, self.fdr, self.bins = strong_r, fdr, bins
         self.pairs, self.r_sum, self.strong = 0, 0.0, 0
         self.histogram = np.zeros(len(bins) - 1, dtype=np.int64)  # of |r|
-        self.candidates: list[np.ndarray] = []
+        self.candidates: list[np.ndarray] = []  # r of the pairs BH could discover
+        self.p_values: list[np.ndarray] = []  # and their p-values
+        self.n_effective: list[int] = []  # of each set
 
-    def add(self, corr: np.ndarray) -> None:
-        """One unit set's correlation matrix [u, u]."""
+    def add(self, corr: np.ndarray, n_effective: int) -> None:
+        """One unit set's correlation matrix [u, u] over n_effective distinct inputs."""
         r = upper_pairs(corr)  # [pairs]
         magnitude = np.abs(r)
         self.pairs += r.size
         self.r_sum += float(r.sum())
         self.strong += int(np.count_nonzero(magnitude > self.strong_r))
         self.histogram += np.histogram(magnitude, self.bins)[0]
-        self.candidates.append(r[magnitude >= self.critical])
+        candidates = r[magnitude >= critical_r(n_effective, self.fdr)]
+        self.candidates.append(candidates)
+        self.p_values.append(correlation_p_value(candidates, n_effective))
+        self.n_effective.append(int(n_effective))
+
+    def add_features(self, features: np.ndarray) -> None:
+        """One unit set's features [n, u], correlated and tested over their distinct rows."""
+        rows = distinct_rows(features)  # [m,u]
+        self.add(correlation_matrix(rows), len(rows))
 
     def summary(self) -> dict:
-        """rate (strong and discovered, a share of all pairs), strong, mean_r, abs_r (counts)."""
-        r = np.concatenate(self.candidates)  # [candidates]
+        """rate (strong and discovered, a share of all pairs), strong, mean_r, abs_r (counts),
+        n (the fewest distinct inputs a set of the source rests on)."""
+        r, p_values = np.concatenate(self.candidates), np.concatenate(self.p_values)  # [cand.]
         discovered = np.zeros(0, dtype=bool)
         if r.size:
-            p_values = correlation_p_value(r, self.n_effective)
             discovered = bh_adjust(p_values, self.pairs) <= self.fdr
         found = np.count_nonzero(discovered & (np.abs(r) > self.strong_r))
         return {"rate": found / self.pairs, "strong": self.strong,
-                "mean_r": self.r_sum / self.pairs, "abs_r": self.histogram}  # fmt: skip
+                "mean_r": self.r_sum / self.pairs, "abs_r": self.histogram,
+                "n": min(self.n_effective)}  # fmt: skip
 
 
 def critical_r(n_effective: int, alpha: float) -> float:

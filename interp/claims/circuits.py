@@ -7,20 +7,26 @@ broker can run them in this process or anywhere else; the claim's tests record a
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from mechclaims.interp.circuits import (
     PairTally,
+    chance_printout,
     concatenate_partitions,
     count_signed_pairs,
+    distinct_rows,
     distinct_sequences,
     partition_test,
+    printout_holds,
     rotated_correlation,
     strong_pairs,
     strongest_partners,
     upper_pairs,
 )
 from mechclaims.interp.inputs import all_sequences, distinct_prefix_rows, random_sequences
+from mechclaims.interp.planted import Controls
 from mechclaims.interp.sources import PANEL_SIZE, ModelSource
 from mechclaims.interp.stats import (
     correlation_matrix,
@@ -39,12 +45,13 @@ from mechclaims.interp.units import (
     embedding_only,
     unit_sets,
 )
-from mechclaims.interp.verdicts import seed_beyond
+from mechclaims.interp.verdicts import evidence_beyond, seed_beyond
 from mechclaims.model.transformer import Transformer
 
-SEED_PRINTED_DIMS = np.arange(5)  # the seed printed partners of dimensions 0-4
+SEED_PRINTED_DIMS = 5  # the seed printed partners of dimensions 0-4 (`range(min(5, n_neurons))`)
 SEED_CIRCUIT_UNITS = 32  # the seed's `flatten()[:min(32, d_model)]`: position 0, dims 0-31
 SEED_SAMPLES = 500
+CHANCE_DRAWS = 250  # Gaussian printouts a seed for the chance reference (20 seeds: SE <= 0.004)
 CONTEXT = SEED_SEQ_LEN  # positions the designs need
 SOURCES = ("network", "embedding", "rotated", "gaussian")
 POSITIONS = {"pos0": 0, "pos3": SEED_SEQ_LEN - 1}
@@ -56,27 +63,41 @@ STUDIED_NULL = "embedding"  # the null whose comparison the studies follow (clai
 
 
 def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
-    """The seed's measurement: r between residual dims at position 0 over 500 random sequences.
-    As its code did, the first min(32, d) entries of the flattened [positions, dims] output:
-    position 0's dimensions 0-31 (all of them when d <= 32)."""
+    """The seed's measurement and printout: r between residual dims at position 0 over 500 random
+    sequences; as its code did, the first min(32, d) entries of the flattened [positions, dims]
+    output (position 0's dimensions 0-31, all of them when d <= 32), and for dimensions 0-4 the
+    partner of largest |r|, printed if |r| > seed_print_r. The seed holds if the printout shows
+    a partner beyond +strong_r and one beyond -strong_r (`holds`); beside it, what i.i.d.
+    Gaussian units on the same distinct inputs print (`chance_printed_holds`), and our broader
+    rule over all pairs (`holds_all_pairs`, with its chance count)."""
     model = source.model(seed)
-    tokens = random_sequences(np.random.default_rng([seed, 4, 0]), SEED_SAMPLES, PANEL_SIZE,
-                              SEED_SEQ_LEN)  # fmt: skip
+    rng = np.random.default_rng([seed, 4, 0])
+    tokens = random_sequences(rng, SEED_SAMPLES, PANEL_SIZE, SEED_SEQ_LEN)  # [n,L]
     acts = activations(model, source.tokens(tokens), [SEED_UNITS])[SEED_UNITS.label]  # [n,T,d]
     acts = acts[:, 0, :SEED_CIRCUIT_UNITS]  # [n,min(32,d)] at position 0
     corr = correlation_matrix(acts)  # [d,d]
-    partners = strongest_partners(corr, SEED_PRINTED_DIMS, thresholds["seed_print_r"])
-    above, below = count_signed_pairs(corr, thresholds["strong_r"])
+    listed = np.arange(min(SEED_PRINTED_DIMS, acts.shape[1]))
+    partners = strongest_partners(corr, listed, thresholds["seed_print_r"])
+    strong_r = thresholds["strong_r"]
+    above, below = count_signed_pairs(corr, strong_r)
     distinct_inputs = effective_sample_size(tokens[:, :1])
     pairs = len(upper_pairs(corr))
     # pairs beyond +0.8 (or beyond -0.8) expected of i.i.d. Gaussian units on as many inputs
-    chance_each_sign = pairs * correlation_p_value(thresholds["strong_r"], distinct_inputs) / 2
+    chance_each_sign = pairs * correlation_p_value(strong_r, distinct_inputs) / 2
+    chance = chance_printout(tokens[:, 0], acts.shape[1], listed, thresholds["seed_print_r"],
+                             strong_r, rng, CHANCE_DRAWS)  # fmt: skip
     return {
         "printed_partners": partners.partner,
         "printed_r": partners.r,
+        "printed_above": int(np.sum(partners.r > strong_r)),
+        "printed_below": int(np.sum(partners.r < -strong_r)),
+        "printed_beyond": int(np.sum(np.abs(partners.r) > strong_r)),
+        "holds": bool(printout_holds(partners.r, strong_r)),
+        "chance_printed_holds": chance,
         "pairs_above": above,
         "pairs_below": below,
         "pairs_beyond": above + below,
+        "holds_all_pairs": above > 0 and below > 0,
         "pairs": pairs,
         "chance_pairs_each_sign": float(chance_each_sign),
         "rows": SEED_SAMPLES,
@@ -110,21 +131,21 @@ def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds
 
     result, figure_data = {}, {}
     for name, position in POSITIONS.items():
-        n_effective = effective_sample_size(tokens[rows[name], : position + 1])
         features = {label: acts[rows[name], position] for label, acts in by_set.items()}
-        tallies = {kind: PairTally(n_effective, thresholds["strong_r"], thresholds["fdr"],
-                                   ABS_R_BINS) for kind in SOURCES}  # fmt: skip
+        tallies = {kind: PairTally(thresholds["strong_r"], thresholds["fdr"], ABS_R_BINS)
+                   for kind in SOURCES}  # fmt: skip
         _tally_sources(tallies, features, embedding[rows[name], position], rotations, rng)
-        result[f"{name}_n_effective"] = n_effective
         for kind, tally in tallies.items():
             pairs = tally.summary()
             result[f"{name}_{kind}_rate"] = pairs["rate"]
             result[f"{name}_{kind}_strong"] = pairs["strong"]
             result[f"{name}_{kind}_mean_r"] = pairs["mean_r"]
+            result[f"{name}_{kind}_n"] = pairs["n"]
             figure_data[f"{name}_{kind}_abs_r"] = pairs["abs_r"]
         if name == "pos0":
-            seed_units = correlation_matrix(features[SEED_UNITS.label])  # [d,d]
-            result.update(_seed_units_tested(seed_units, n_effective, thresholds))
+            seed_units = distinct_rows(features[SEED_UNITS.label])  # [10,d]
+            result.update(_seed_units_tested(correlation_matrix(seed_units), len(seed_units),
+                                             thresholds))  # fmt: skip
 
     split = discovery_split(thresholds["n_sequences"], thresholds["discovery_fraction"], rng)
     partition = concatenate_partitions(
@@ -148,20 +169,28 @@ def _tally_sources(
     tallies: dict, features: dict, embedding: np.ndarray, rotations: dict, rng: np.random.Generator
 ) -> None:
     """Every pair of every unit set into each source's tally: the network and its three nulls,
-    each null on as many inputs (and units, but the rotated frame's) as the network; one unit
-    set's matrices in memory at a time (a gpt2-small MLP layer's is 3072 x 3072)."""
+    each on its own distinct rows (module interp.circuits): the rotated basis has the network's,
+    the Gaussian null is drawn with as many (each row distinct), the embedding alone has its own
+    (10 at the last position, which it sees alone). One unit set's matrices in memory at a time
+    (a gpt2-small MLP layer's is 3072 x 3072)."""
+    distinct = {}
     for label, acts in features.items():
-        network = correlation_matrix(acts)  # [u,u]
-        tallies["network"].add(network)
-        tallies["rotated"].add(rotated_correlation(network, acts.std(axis=0), rotations[label]))
-    tallies["embedding"].add(correlation_matrix(embedding))
-    for acts in features.values():
-        tallies["gaussian"].add(correlation_matrix(gaussian_features(*acts.shape, rng)))
+        rows = distinct_rows(acts)  # [m,u]
+        network = correlation_matrix(rows)  # [u,u]
+        tallies["network"].add(network, len(rows))
+        rotated = rotated_correlation(network, rows.std(axis=0), rotations[label])  # [u,u]
+        tallies["rotated"].add(rotated, len(rows))
+        distinct[label] = len(rows)
+    tallies["embedding"].add_features(embedding)
+    for label, acts in features.items():
+        gaussian = gaussian_features(distinct[label], acts.shape[1], rng)  # [m,u], rows distinct
+        tallies["gaussian"].add(correlation_matrix(gaussian), distinct[label])
 
 
 def _seed_units_tested(corr: np.ndarray, n_effective: int, thresholds: dict) -> dict:
-    """The seed's units at position 0: their strongest pair tested with the 10 distinct inputs
-    it rests on, and as if it rested on the seed's 500 rows."""
+    """The seed's units at position 0 (corr over their distinct rows): their strongest pair
+    tested with the n_effective (10) distinct inputs it rests on, and as if it rested on the
+    seed's 500 rows."""
     r = upper_pairs(corr)
     strongest = r[np.argmax(np.abs(r))]
     tested = {}
@@ -187,3 +216,18 @@ def _partition_summary(partition) -> dict:
             float(np.median(partition.share - partition.gaussian_share)) if found else None
         ),
     }
+
+
+def controlled_evidence(results: list[dict]) -> dict:
+    """What the controlled reading decides on across seeds (`reading_verdict`'s arguments): the
+    margin rule on each comparison (structure) and the Wilson rule on each seed's partition.
+    `results`: per seed, what `controlled` returns or its "result" (its figure data beside)."""
+    return _evidence([entry.get("result", entry) for entry in results])
+
+
+_evidence = functools.partial(evidence_beyond, pairs=BEYOND, holds="holds_partition")
+
+
+# Unit sets a quarter of which follows one signal of the prefix, each unit with a random sign,
+# reach "supported"; the network's units read along a random rotation do not (tests/controls).
+CONTROLS = Controls(measure=controlled, positive="circuits", negative="rotated")

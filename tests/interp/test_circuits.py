@@ -1,5 +1,6 @@
-"""Tests of interp.circuits: hand-computed values, a Monte-Carlo check of the Gaussian partition
-reference, planted pairs found and none found in noise, and invariances."""
+"""Tests of interp.circuits and of claim 4's measurement: hand-computed values, the seed's own
+print loop as a reference, a Monte-Carlo check of the Gaussian partition reference, planted pairs
+found and none found in noise, invariances, and each source tested with its own distinct rows."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mechclaims.interp import circuits
+from mechclaims.interp.claims import circuits as claim
 from mechclaims.interp.inputs import all_sequences
+from mechclaims.interp.sources import PANEL_SIZE, source_for
 from mechclaims.interp.stats import (
     benjamini_hochberg,
     correlation_matrix,
@@ -19,6 +22,7 @@ from mechclaims.interp.stats import (
     random_rotation,
     rotate_units,
 )
+from mechclaims.model.config import TransformerConfig
 
 SEEDS = st.integers(0, 2**32 - 1)
 
@@ -66,6 +70,83 @@ def test_strongest_partners_prints_the_largest_magnitude_above_the_cut_off():
     # unit 1's best |r| is 0.4 <= 0.5: nothing printed
     np.testing.assert_array_equal(partners.partner, [2, -1, 0, 2])
     np.testing.assert_array_equal(partners.r, [-0.9, 0.0, -0.9, 0.6])
+
+
+def _seed_printout(features: np.ndarray) -> tuple[list, list]:
+    """The seed's loop (mechinterp.py, find_neuron_circuits), verbatim but for print: the
+    (unit, partner, r) lines it printed."""
+    correlation = np.corrcoef(features.T)
+    partners, rs = [-1] * 5, [0.0] * 5
+    for i in range(min(5, features.shape[1])):
+        correlations = correlation[i, :]
+        correlations[i] = 0  # Exclude self (a view: it writes into the matrix)
+        max_idx = np.argmax(np.abs(correlations))
+        if abs(correlations[max_idx]) > 0.5:
+            partners[i], rs[i] = int(max_idx), float(correlations[max_idx])
+    return partners, rs
+
+
+@settings(max_examples=40, deadline=None)
+@given(SEEDS, st.integers(6, 32), st.booleans())
+def test_strongest_partners_print_what_the_seeds_loop_printed(seed, units, constant):
+    rng = np.random.default_rng(seed)
+    inputs = rng.integers(0, 10, 500)  # the seed's 500 rows of 10 distinct inputs
+    features = rng.standard_normal((10, units))[inputs]  # [500, units]
+    if constant:
+        features[:, rng.integers(units)] = 0.25  # np.corrcoef: NaN; the seed printed nothing
+    with np.errstate(invalid="ignore", divide="ignore"):
+        partners, rs = _seed_printout(features)
+    printed = circuits.strongest_partners(correlation_matrix(features), np.arange(5), 0.5)
+    np.testing.assert_array_equal(printed.partner, partners)
+    np.testing.assert_allclose(printed.r, rs, atol=1e-12)
+    if constant:
+        assert np.all(printed.partner == -1)
+
+
+def test_strongest_partners_of_a_batch_are_each_matrix_s():
+    rng = np.random.default_rng(0)
+    batch = np.stack([correlation_matrix(rng.standard_normal((8, 12))) for _ in range(4)])
+    together = circuits.strongest_partners(batch, np.arange(5), 0.5)
+    for member, corr in enumerate(batch):
+        alone = circuits.strongest_partners(corr, np.arange(5), 0.5)
+        np.testing.assert_array_equal(together.partner[member], alone.partner)
+        np.testing.assert_array_equal(together.r[member], alone.r)
+
+
+def test_the_printout_holds_with_a_printed_partner_beyond_each_sign():
+    assert circuits.printout_holds(np.array([0.0, 0.81, -0.6, -0.85, 0.0]), 0.8)
+    assert not circuits.printout_holds(np.array([0.0, 0.81, -0.6, -0.8, 0.95]), 0.8)
+    assert not circuits.printout_holds(np.zeros(5), 0.8)  # nothing printed
+    np.testing.assert_array_equal(
+        circuits.printout_holds(np.array([[0.9, -0.9], [0.9, 0.9]]), 0.8), [True, False]
+    )
+
+
+@given(SEEDS)
+def test_repeated_correlation_is_the_correlation_of_the_repeated_rows(seed):
+    rng = np.random.default_rng(seed)
+    features = rng.standard_normal((3, 7, 5))  # [b, m, U]
+    counts = rng.integers(1, 60, 7)
+    batch = circuits.repeated_correlation(features, counts)
+    for member in range(3):
+        repeated = np.repeat(features[member], counts, axis=0)  # [sum(counts), U]
+        np.testing.assert_allclose(batch[member], correlation_matrix(repeated), atol=1e-12)
+
+
+def test_the_chance_printout_is_the_seeds_rule_on_gaussian_units_on_the_same_rows():
+    rng = np.random.default_rng(5)
+    inputs = rng.integers(0, 10, 500)
+    draws, units = 300, 32
+    chance = circuits.chance_printout(inputs, units, np.arange(5), 0.5, 0.8,
+                                      np.random.default_rng(1), draws)  # fmt: skip
+    values = np.random.default_rng(1).standard_normal((draws, 10, units))  # the same draws
+    held = [
+        circuits.printout_holds(circuits.strongest_partners(
+            correlation_matrix(draw[inputs]), np.arange(5), 0.5).r, 0.8)
+        for draw in values
+    ]  # fmt: skip
+    assert chance == np.mean(held)
+    assert 0.03 < chance < 0.2  # the order of 5 dims x 31 partners at P(|r| > 0.8 | n = 10)
 
 
 def test_upper_pairs_lists_each_unordered_pair_once():
@@ -253,6 +334,49 @@ def test_strong_pairs_discover_what_bh_on_every_p_value_discovers(seed, n, units
     np.testing.assert_array_equal(result.discovered, benjamini_hochberg(every_p, 0.05))
 
 
+def test_distinct_rows_keep_each_row_once():
+    rows = np.array([[1.0, 2.0], [0.0, 1.0], [1.0, 2.0], [0.0, 1.0], [3.0, 0.0]])
+    np.testing.assert_array_equal(circuits.distinct_rows(rows), [[1, 2], [0, 1], [3, 0]])
+    np.testing.assert_array_equal(circuits.distinct_rows(rows), np.unique(rows, axis=0)[[1, 0, 2]])
+
+
+def test_a_null_of_10_distinct_rows_repeated_is_tested_with_n_10():
+    """Pseudo-replication: 10 distinct rows, each repeated 100 times, carry the evidence of 10
+    inputs. The tally finds the strong pairs the 10 rows give with n = 10, not the pairs the
+    same r would give with n = 1000 (the embedding alone at the last position, before issue 20)."""
+    rng = np.random.default_rng(4)
+    distinct = rng.standard_normal((10, 30))  # [10, 30]: 435 pairs, some |r| > 0.8 by chance
+    repeated = np.repeat(distinct, 100, axis=0)  # [1000, 30]
+    tally = circuits.PairTally(0.8, 0.05, np.linspace(0.0, 1.0, 21))
+    tally.add_features(repeated)
+    summary = tally.summary()
+    on_ten = circuits.strong_pairs([correlation_matrix(distinct)], 10, 0.8, 0.05)
+    as_if_thousand = circuits.strong_pairs([correlation_matrix(repeated)], 1000, 0.8, 0.05)
+    assert summary["n"] == 10
+    assert summary["rate"] == on_ten.rate
+    assert summary["strong"] == int(on_ten.strong.sum())
+    assert as_if_thousand.rate > on_ten.rate  # what the test would find without the fix
+
+
+def test_a_tally_tests_each_unit_set_with_its_own_n():
+    """Sets over 10 and over 400 distinct inputs in one family: each pair's p-value with its own
+    set's n, one BH across all (benjamini_hochberg on every p-value, computed apart)."""
+    rng = np.random.default_rng(6)
+    latent = rng.standard_normal((400, 1))
+    wide = latent @ rng.standard_normal((1, 6)) + 0.5 * rng.standard_normal((400, 6))
+    narrow = rng.standard_normal((10, 6))
+    matrices, sizes = [correlation_matrix(narrow), correlation_matrix(wide)], [10, 400]
+    tally = circuits.PairTally(0.8, 0.05, np.linspace(0.0, 1.0, 21))
+    for matrix, n in zip(matrices, sizes, strict=True):
+        tally.add(matrix, n)
+    r = np.concatenate([circuits.upper_pairs(matrix) for matrix in matrices])
+    p_values = np.concatenate([correlation_p_value(circuits.upper_pairs(matrix), n)
+                               for matrix, n in zip(matrices, sizes, strict=True)])  # fmt: skip
+    expected = np.mean(benjamini_hochberg(p_values, 0.05) & (np.abs(r) > 0.8))
+    assert tally.summary()["rate"] == expected
+    assert tally.summary()["n"] == 10
+
+
 @pytest.mark.parametrize("n", [10, 200])
 def test_a_tally_set_by_set_finds_what_strong_pairs_finds_on_all_pairs_at_once(n):
     """PairTally keeps only the pairs BH could discover, with the family's full size: the same
@@ -264,11 +388,48 @@ def test_a_tally_set_by_set_finds_what_strong_pairs_finds_on_all_pairs_at_once(n
     matrices = [correlation_matrix(features) for features in sets]
     whole = circuits.strong_pairs(matrices, n, strong_r=0.8, fdr=0.05)
     bins = np.linspace(0.0, 1.0, 21)
-    tally = circuits.PairTally(n, 0.8, 0.05, bins)
+    tally = circuits.PairTally(0.8, 0.05, bins)
     for matrix in matrices:
-        tally.add(matrix)
+        tally.add(matrix, n)
     summary = tally.summary()
     assert summary["rate"] == whole.rate
     assert summary["strong"] == int(whole.strong.sum())
     assert summary["mean_r"] == pytest.approx(whole.r.mean())
     np.testing.assert_array_equal(summary["abs_r"], np.histogram(np.abs(whole.r), bins)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Claim 4's measurement: each source on its own distinct rows
+
+
+TINY = TransformerConfig.preset("tiny-mha")
+THRESHOLDS = {"seed_print_r": 0.5, "strong_r": 0.8, "n_sequences": 200, "fdr": 0.05,
+              "discovery_fraction": 0.5, "partition_share": 0.95, "margin_embedding": 0.005,
+              "margin_rotated": 0.005, "margin_gaussian": 0.005}  # fmt: skip
+
+
+def test_the_embedding_at_the_last_position_is_tested_with_its_10_distinct_inputs():
+    result = claim.controlled(source_for(TINY), 0, THRESHOLDS)["result"]
+    assert result["pos3_embedding_n"] == PANEL_SIZE  # LN(W_E[x_3] + W_pos[3]): x_3 alone
+    for source in ("network", "rotated", "gaussian"):
+        assert result[f"pos3_{source}_n"] == THRESHOLDS["n_sequences"]
+    for source in claim.SOURCES:
+        assert result[f"pos0_{source}_n"] == PANEL_SIZE
+
+
+def test_a_network_that_is_the_embedding_is_tested_with_its_10_distinct_inputs():
+    """The network's rows are deduplicated too: a planted network whose units are the embedding's
+    dimensions has 10 distinct rows at the last position, and so have its rotated basis and its
+    Gaussian null, which take the network's n."""
+    result = claim.controlled(source_for(TINY, planted="embedding"), 0, THRESHOLDS)["result"]
+    for source in claim.SOURCES:
+        assert result[f"pos3_{source}_n"] == PANEL_SIZE
+
+
+def test_the_seed_protocol_holds_as_its_printout_reads():
+    result = claim.seed_protocol(source_for(TINY), 13, THRESHOLDS)
+    assert result["holds"] == circuits.printout_holds(result["printed_r"], 0.8)
+    assert result["printed_above"] == np.sum(result["printed_r"] > 0.8)
+    assert result["printed_below"] == np.sum(result["printed_r"] < -0.8)
+    assert result["holds_all_pairs"] == (result["pairs_above"] > 0 and result["pairs_below"] > 0)
+    assert result["distinct_inputs"] == PANEL_SIZE
