@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from mechclaims.fixtures.registry import claim_thresholds, load_registry, registry_seeds
-from mechclaims.interp.claims import feature_detectors, selectivity
+from mechclaims.interp.claims import circuits, feature_detectors, selectivity
 from mechclaims.interp.sources import source_for
 from mechclaims.interp.verdicts import reading_verdict
 from mechclaims.model.config import TransformerConfig
 
 REGISTRY = load_registry(Path(__file__).resolve().parents[2] / "claims" / "registry.toml")
-CLAIMS = {"feature-detectors": feature_detectors, "selectivity": selectivity}
+CLAIMS = {"feature-detectors": feature_detectors, "selectivity": selectivity, "circuits": circuits}
 CASES = [(claim, preset) for claim in CLAIMS for preset in REGISTRY["presets"]]
 
 pytestmark = pytest.mark.controls
@@ -39,7 +39,8 @@ def control(claim: str, preset: str, kind: str):
         for seed in registry_seeds(REGISTRY, claim, preset)
     ]
     decided = reading_verdict(thresholds, **module.controlled_evidence(results))
-    return decided, f"{claim} on {preset} planted {kind}: {decided.describe()}"
+    account = decided.describe(thresholds.get("required_rate"))
+    return decided, f"{claim} on {preset} planted {kind}: {account}"
 
 
 @pytest.mark.parametrize(("claim", "preset"), CASES)
