@@ -105,7 +105,6 @@ def test_controlled(evidence, memo, model_source, seed, thresholds):
 def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
     results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
     _printout_figure(evidence, results, seeds, thresholds)
-    _all_pairs_figure(evidence, results, seeds, thresholds)
     judge(CLAIM, "seed-protocol", [result["holds"] for result in results])
 
 
@@ -126,8 +125,9 @@ def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thr
 
 def _printout_figure(evidence, results: list, seeds, thresholds: dict) -> None:
     """What the seed printed: the first seed's matrix with its printed partners circled, and the
-    printed r of dims 0-4 on every seed against the cut-offs, with chance's holding rate."""
-    figure, (ax_matrix, ax_printed) = new_figure(2)
+    printed r of dims 0-4 on every seed against the cut-offs, with chance's holding rate; beside
+    them, ours and not deciding, every pair beyond +-0.8."""
+    figure, (ax_matrix, ax_printed, ax_counts) = new_figure(3)
     first = results[0]
     image = ax_matrix.imshow(first["correlation_matrix"], cmap="RdBu_r", vmin=-1, vmax=1)
     figure.colorbar(image, ax=ax_matrix, label="Pearson r")
@@ -162,13 +162,13 @@ def _printout_figure(evidence, results: list, seeds, thresholds: dict) -> None:
     ax_printed.set_ylim(-1.05, 1.05)
     seed_axis(ax_printed, "printed r of a partner of dims 0-4")
     ax_printed.legend(fontsize=7, loc="center")
-    evidence.figure("the seed's printout: strongest partners of dims 0-4", figure)
+    _all_pairs(ax_counts, results, seeds, thresholds)
+    evidence.figure("the seed's printout: strongest partners of dims 0-4 (ours beside)", figure)
 
 
-def _all_pairs_figure(evidence, results: list, seeds, thresholds: dict) -> None:
+def _all_pairs(ax_counts, results: list, seeds, thresholds: dict) -> None:
     """Ours, not deciding: every pair of position 0's dims beyond +-0.8, per seed, against the
     count i.i.d. Gaussian units on as many inputs give."""
-    figure, (ax_counts,) = new_figure(1)
     network = SOURCES_STYLE["network"]
     signs = (("pairs_above", network.marker, f"r > {thresholds['strong_r']}"),
              ("pairs_below", "x", f"r < -{thresholds['strong_r']}"))  # fmt: skip
@@ -180,8 +180,8 @@ def _all_pairs_figure(evidence, results: list, seeds, thresholds: dict) -> None:
     ax_counts.axhline(first["chance_pairs_each_sign"], color=SOURCES_STYLE["gaussian"].colour,
                       linestyle=":", label=chance_label)  # fmt: skip
     seed_axis(ax_counts, f"pairs of {first['pairs']} (position 0)")
-    ax_counts.legend(fontsize=7, loc="upper right")
-    evidence.figure("ours, not deciding: all pairs beyond +-0.8 at position 0", figure)
+    ax_counts.set_title("ours, not deciding: every pair beyond +-0.8", fontsize=9)
+    ax_counts.legend(fontsize=7, loc="center left")
 
 
 def _abs_r_figure(evidence, figure_data: list, first: dict, thresholds: dict) -> None:
