@@ -5,7 +5,7 @@ The seed's future direction: "track feature evolution during training" (claim 6 
 before and after). Each preset and seed is trained on the `patterns` task (claim 6's task and
 budget) with a snapshot every few steps (the trainer's `--snapshot-every`, step 0 included); at
 every snapshot each claim's controlled statistic, that of the null its controlled reading is
-decided against (claim 3's rotated basis, claim 5's layout-matched families, claims 1's and 4's
+decided against (claims 3's and 4's rotated basis, claim 5's layout-matched families, claim 1's
 embedding alone) on the same inputs, and the task accuracy are measured
 (mechclaims.interp.claims.evolution).
 

@@ -4,8 +4,8 @@ Claim 6 compares a model before and after training. Here each (source, seed) mod
 on the `patterns` task (claim 6's task and budget) with a snapshot every `snapshot_every` steps
 (the trainer's snapshots, step 0 included); at every snapshot each measured claim's network
 statistic and its studied null's, the null its controlled reading is decided against
-(`measured.beyond_null`: claim 3's rotated basis, claim 5's layout-matched families, claims 1's
-and 4's embedding alone), and the task accuracy: on held-out problems, and on every member of
+(`measured.beyond_null`: claims 3's and 4's rotated basis, claim 5's layout-matched families,
+claim 1's embedding alone), and the task accuracy: on held-out problems, and on every member of
 the structured families (claim 6's measure of whether training taught the task: the held-out
 split of `patterns` holds the few ascending and repeating sequences whose hash falls into it, so
 random and alternating ones dominate it).

@@ -3,8 +3,8 @@ the rule both decide by.
 
 Claims 1, 3, 4 and 5 decide their controlled readings on a network statistic against the same
 statistic of a null on the same inputs (their `BEYOND[null]`). The studies follow, for each
-claim, the comparison its controlled reading is decided by: its `STUDIED_NULL` (claim 3's
-rotated basis, claim 5's layout-matched families, claims 1's and 4's embedding alone). The
+claim, the comparison its controlled reading is decided by: its `STUDIED_NULL` (claims 3's and
+4's rotated basis, claim 5's layout-matched families, claim 1's embedding alone). The
 evolution (through training) and the sweep (across architectures) ask how network - null moves,
 so they measure it with the claims' own code (`controlled_on`, the controlled reading on a given
 model): `beyond_null` -> {"network": ..., "null": ...}. A figure or a why names the comparison

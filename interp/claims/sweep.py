@@ -4,7 +4,7 @@ A factorial design over config fields (the registry's `factors`, e.g. norm, act_
 init, causal, d_model), every combination of their levels an architecture (`cells`), each the
 registry's base preset with those levels (`architecture`). On each architecture and seed the
 controlled statistics of claims 1, 3 and 4, of the network and of the claim's studied null, the
-one its controlled reading is decided against (claim 3's rotated basis, claims 1's and 4's
+one its controlled reading is decided against (claims 3's and 4's rotated basis, claim 1's
 embedding alone; `measured.beyond_null`), on the same inputs (`measure`); the statistic the
 sweep explains is their paired difference, network - null, per (architecture, seed).
 
