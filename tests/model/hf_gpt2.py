@@ -7,6 +7,7 @@ Imports torch and transformers (the `bench` extra): nothing else in the suite im
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 # Sizes nothing else has (d_head 4, n_inner != 4 d), so a mix-up of axes cannot pass.
 TINY = {"vocab_size": 32, "n_positions": 12, "n_embd": 12, "n_layer": 2, "n_head": 3}
+SIZES = tuple(TINY)  # the keys our loader needs stated (HF would default them to GPT-2 small's)
 LAYOUTS = ("save_pretrained", "hub")
 
 
@@ -53,6 +55,19 @@ def save(model: GPT2LMHeadModel, folder: Path, layout: str) -> None:
         state[f"h.{layer}.attn.bias"] = np.tril(np.ones((n_pos, n_pos), np.float32))[None, None]
         state[f"h.{layer}.attn.masked_bias"] = np.array(-1e4, np.float32)
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
+def state_only_sizes(folder: Path) -> None:
+    """Rewrite folder's config.json with the model type and the sizes only, every option absent
+    (as hand-written and early hub configs have it): HF reads the rest as GPT2Config's defaults."""
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    path.write_text(json.dumps({key: config[key] for key in ("model_type", *SIZES)}, indent=2))
+
+
+def load(folder: Path) -> GPT2LMHeadModel:
+    """The model HF reads from folder."""
+    return GPT2LMHeadModel.from_pretrained(folder).eval()
 
 
 def outputs(model: GPT2LMHeadModel, tokens: np.ndarray, dtype: torch.dtype):

@@ -24,7 +24,22 @@ from mechclaims.model.transformer import CONFIG_KEY, Transformer
 from tests.model.reference import assert_close, reference_forward
 
 GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "golden" / "gpt2"
-VARIANTS = ("gelu_new-save_pretrained", "gelu_new-hub", "gelu-save_pretrained", "gelu-hub")
+VARIANTS = (
+    "gelu_new-save_pretrained",
+    "gelu_new-hub",
+    "gelu-save_pretrained",
+    "gelu-hub",
+    "defaults-hub",
+    "relu-untied-save_pretrained",
+    "gelu_pytorch_tanh-untied-hub",
+)
+# HF's activation_function -> our act_fn (gelu_pytorch_tanh is the tanh form in PyTorch's code)
+ACT_FN_OF = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_new",
+    "gelu_pytorch_tanh": "gelu_new",
+    "relu": "relu",
+}
 
 
 def _expected(folder: Path) -> dict[str, np.ndarray]:
@@ -46,15 +61,28 @@ def _assert_matches_hf(model: Transformer, expected: dict, rtol: float) -> None:
 # ---------------------------------------------------------------- golden files
 
 
+def _hf_options(folder: Path) -> dict:
+    """The config HF built the golden model with: hf_config.json (what HF made of a config.json
+    that states the sizes only, every absent option at its default) where there is one, else
+    config.json, which states every option."""
+    resolved = folder / "hf_config.json"
+    return json.loads((resolved if resolved.exists() else folder / "config.json").read_text())
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_golden_checkpoints_give_hfs_logits_and_hidden_states(variant):
+    """Every option as HF has it, absent keys included (defaults-hub states the sizes only):
+    the activation, LayerNorm epsilon, MLP width, context and tied unembedding; then HF's own
+    outputs, which any other reading of an option would miss."""
     folder = GOLDEN / variant
     model = Transformer.from_pretrained(folder, dtype="float64")
-    config = json.loads((folder / "config.json").read_text())
-    assert model.cfg.act_fn == variant.split("-")[0] == config["activation_function"]
+    hf = _hf_options(folder)
+    assert model.cfg.act_fn == ACT_FN_OF[hf["activation_function"]]
     assert (model.cfg.d_model, model.cfg.n_layers, model.cfg.n_heads) == (12, 2, 3)
-    assert model.cfg.ln_eps == config.get("layer_norm_epsilon", 1e-5)
-    assert model.cfg.d_mlp == (config.get("n_inner") or 4 * 12)
+    assert (model.cfg.ln_eps, model.cfg.n_ctx) == (hf["layer_norm_epsilon"], hf["n_positions"])
+    assert model.cfg.d_mlp == (4 * hf["n_embd"] if hf["n_inner"] is None else hf["n_inner"])
+    tied = np.array_equal(model.params["unembed.W_U"], model.params["embed.W_E"].T)
+    assert tied == hf["tie_word_embeddings"] == ("untied" not in variant)
     assert (model.cfg.norm, model.cfg.unembed_bias, model.cfg.init) == (
         "pre",
         False,
@@ -65,6 +93,18 @@ def test_golden_checkpoints_give_hfs_logits_and_hidden_states(variant):
     # The naive reference on the loaded weights agrees too: the mapping, not just our forward.
     reference_logits, _ = reference_forward(model.cfg, model.params, expected["tokens"])
     assert_close(reference_logits, expected["logits"], rtol=1e-10)
+
+
+def test_the_sizes_only_config_leaves_every_option_to_hfs_defaults():
+    """defaults-hub's config.json states the model type and sizes only; HF read every option
+    from GPT2Config's defaults (hf_config.json), not from anything stated."""
+    config = json.loads((GOLDEN / "defaults-hub" / "config.json").read_text())
+    assert set(config) == {"model_type", "vocab_size", "n_positions", "n_embd", "n_layer",
+                           "n_head"}  # fmt: skip
+    hf = _hf_options(GOLDEN / "defaults-hub")
+    assert (hf["activation_function"], hf["layer_norm_epsilon"], hf["n_inner"]) == (
+        "gelu_new", 1e-5, None)  # fmt: skip
+    assert (hf["tie_word_embeddings"], hf["scale_attn_weights"]) == (True, True)
 
 
 def test_golden_variants_differ_where_they_should():
@@ -399,6 +439,30 @@ def test_a_config_that_is_not_json_is_named(hf_folder):
     _assert_refused(hf_folder, "config.json: not readable JSON")
     (hf_folder / "config.json").write_text("[1, 2]")
     _assert_refused(hf_folder, "config.json: expected a JSON object")
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"n_ctx": 1024},  # the hub's early configs state both; HF reads n_positions
+        {"resid_pdrop": 0.5, "embd_pdrop": 0.5, "attn_pdrop": 0.5},  # training only
+        {"initializer_range": 0.5, "use_cache": False, "bos_token_id": 7},
+    ],
+    ids=["n_ctx", "dropout", "training-and-generation"],
+)
+def test_options_that_do_not_change_the_function_leave_the_model_as_it_is(hf_folder, changes):
+    model = Transformer.from_pretrained(hf_folder, dtype="float64")
+    _edit_config(hf_folder, **changes)
+    same = Transformer.from_pretrained(hf_folder, dtype="float64")
+    assert same.cfg == model.cfg
+    _assert_matches_hf(same, _expected(GOLDEN / "gelu_new-save_pretrained"), rtol=1e-10)
+
+
+def test_n_ctx_does_not_stand_in_for_n_positions(hf_folder):
+    """HF takes the context from n_positions alone (1024 if absent, which these weights do not
+    fit); n_ctx is no substitute, so a config.json without n_positions is refused."""
+    _edit_config(hf_folder, n_ctx=12, n_positions=None)
+    _assert_refused(hf_folder, "config.json", "key 'n_positions' missing")
 
 
 def test_options_that_keep_the_function_are_honoured(hf_folder):

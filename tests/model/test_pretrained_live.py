@@ -1,8 +1,11 @@
 """Transformer.from_pretrained against HF transformers itself, wherever it is installed.
 
-Tiny random GPT-2s are made with transformers, written to tmp_path in both key layouts, loaded
-by ours and run by both: logits and each block's resid_pre (HF's output_hidden_states; the last
-hidden state is the final LayerNorm's output) agree to 1e-8 in float64 and 1e-4 in float32.
+Tiny random GPT-2s are made with transformers, written to tmp_path in both key layouts (and with
+a config.json that states the sizes only), loaded by ours and run by both: logits and each
+block's resid_pre (HF's output_hidden_states; the last hidden state is the final LayerNorm's
+output) agree to 1e-8 in float64 and 1e-4 in float32. Each case is also a committed golden
+folder (fixtures/golden/gpt2/, tests/model/test_pretrained.py), so that what this checks is
+checked without transformers too.
 
 Skipped without torch and transformers (the `bench` extra). CI installs them and sets
 MECHCLAIMS_REQUIRE_TRANSFORMERS=1, which turns the skip into an import error: the comparison
@@ -70,6 +73,16 @@ def test_from_pretrained_matches_transformers(tmp_path, case, layout):
     model = hf_gpt2.random_gpt2(seed, **CASES[case])
     hf_gpt2.save(model, tmp_path / case, layout)
     _compare(model, tmp_path / case, seed)
+
+
+@pytest.mark.parametrize("layout", hf_gpt2.LAYOUTS)
+def test_a_config_stating_only_the_sizes_is_read_as_transformers_reads_it(tmp_path, layout):
+    """Every option absent from config.json: each takes HF's GPT2Config default in ours too (the
+    golden folder defaults-hub checks the same without transformers)."""
+    folder = tmp_path / "gpt2"
+    hf_gpt2.save(hf_gpt2.random_gpt2(len(CASES)), folder, layout)
+    hf_gpt2.state_only_sizes(folder)
+    _compare(hf_gpt2.load(folder), folder, len(CASES))
 
 
 def test_the_comparison_catches_a_wrong_gelu(tmp_path):
