@@ -51,6 +51,7 @@ class CrossSeedVerdict:
     seeds: int
     rate_low: float  # Wilson interval (at `confidence`) of the rate at which it holds
     rate_high: float
+    confidence: float
 
     @property
     def rate(self) -> float:
@@ -58,8 +59,9 @@ class CrossSeedVerdict:
 
     def describe(self, required_rate: float) -> str:
         return (
-            f"held on {self.holds}/{self.seeds} seeds (95% CI {self.rate_low:.2f}-"
-            f"{self.rate_high:.2f}; required rate {required_rate:.2f}): {self.verdict}"
+            f"held on {self.holds}/{self.seeds} seeds ({100 * self.confidence:g}% CI "
+            f"{self.rate_low:.2f}-{self.rate_high:.2f}; required rate {required_rate:.2f}): "
+            f"{self.verdict}"
         )
 
 
@@ -76,9 +78,8 @@ def cross_seed_verdict(
     successes = int(holds.sum())
     low, high = (float(bound) for bound in wilson_interval(successes, holds.size, confidence))
     refute_high = float(wilson_interval(successes, holds.size, refute_level(confidence, parts))[1])
-    return CrossSeedVerdict(
-        _interval_verdict(low, refute_high, required_rate), successes, int(holds.size), low, high
-    )
+    verdict = _interval_verdict(low, refute_high, required_rate)
+    return CrossSeedVerdict(verdict, successes, int(holds.size), low, high, confidence)
 
 
 def refute_level(confidence: float, parts: int) -> float:

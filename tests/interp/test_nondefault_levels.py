@@ -90,6 +90,7 @@ def test_cross_seed_verdict_at_80_percent_refutes_on_the_80_percent_wilson_bound
     assert cross_seed_verdict(holds, 0.5).verdict == "inconclusive"
     assert cross_seed_verdict(holds, 0.5, confidence=0.8, parts=2).verdict == "inconclusive"
     assert refute_level(0.8, 2) == pytest.approx(0.9)
+    assert "(80% CI 0.23-0.49;" in alone.describe(0.5)
 
 
 def test_reading_verdict_decides_each_part_at_the_claims_confidence():
