@@ -1,7 +1,8 @@
 """Figures shared by the claims: a statistic across seeds, and the model against its nulls.
 
 Every source of features has one colour and one marker, the same in every figure, and a label a
-legend shows (`SOURCES`); a name like "network L1_mlp" is drawn as its first word's source.
+legend shows (`SOURCES`); a name like "network L1_mlp" or "shuffled_token" is drawn as its first
+word's source.
 A decision threshold is drawn the same way everywhere (`threshold_line`). The figure's title
 (claim, reading, preset) is set by the evidence plugin when the figure is recorded.
 """
@@ -53,8 +54,9 @@ def new_figure(n_axes: int = 1, width: float = 5.0, height: float = 3.4):
 
 
 def source_of(name: str) -> Source:
-    """The source a series name stands for: its first word ("network L1_mlp" -> network)."""
-    return SOURCES.get(name.split()[0], OTHER_SOURCE)
+    """The source a series name stands for: its first word ("network L1_mlp" -> network,
+    "shuffled_token" -> shuffled)."""
+    return SOURCES.get(name.replace("_", " ").split()[0], OTHER_SOURCE)
 
 
 def source_style(name: str) -> dict:

@@ -1,13 +1,17 @@
 """Does the selectivity of units persist through training? Measurements for claim 6.
 
-- `notebook_selectivity`: the seed notebook's rule, one-way ANOVA of each unit by token and by
-  position with a Bonferroni correction, and the eta² of each.
+- `anova_by_factor`: one-way ANOVA of each unit by token and by position, its p-values and its
+  eta² (one pass: eta² follows from F), what both rules below read.
+- `notebook_selectivity`: the seed notebook's rule, significant after a Bonferroni correction.
+- `selective_by_factor`: a controlled rule, Benjamini-Hochberg across units and both factors
+  and an effect of at least a given eta².
 - `overlap_test`: how many units selective before training are selective after it, against
   random matching of units (the hypergeometric distribution of the overlap of two random sets
-  of the observed sizes).
+  of the observed sizes), with an effect size (phi, the correlation of the two memberships).
 - `rank_agreement`: the rank correlation across units of a statistic before and after
   training, against shuffled unit identities.
-- `train_from_init`: a model trained on a task, its untrained twin, and how much it learned.
+- `train_from_init`: a model trained on a fixed data set, its untrained twin, and how much it
+  learned.
 
 Activations are [n sequences, T positions, U units] with the tokens [n, T] that produced them.
 """
@@ -21,13 +25,12 @@ import scipy.stats
 
 from mechclaims.interp.inputs import balanced_sequences
 from mechclaims.interp.stats import (
+    benjamini_hochberg,
     cross_correlation,
-    eta_squared,
     one_way_anova,
     permutation_p_value,
 )
-from mechclaims.model.tasks import Task
-from mechclaims.model.train import TrainSettings, evaluate, train
+from mechclaims.model.train import TrainSettings, train_epochs
 from mechclaims.model.transformer import Transformer
 
 _MAX_REDRAWS = 1000  # draws of a held-out design before giving up
@@ -49,19 +52,45 @@ class NotebookSelectivity:
         return self.token_selective & self.position_selective
 
 
+@dataclass(frozen=True)
+class FactorAnova:
+    """One-way ANOVA of each unit by token (row 0) and by position (row 1)."""
+
+    eta2: np.ndarray  # [2, U] SS_between / SS_total
+    p_value: np.ndarray  # [2, U]
+
+
+def anova_by_factor(acts: np.ndarray, tokens: np.ndarray) -> FactorAnova:
+    """One-way ANOVA of each unit by current token (pooled over positions) and by position, as
+    `scipy.stats.f_oneway`, and eta² from the same pass: SS_between / SS_total =
+    F df_b / (F df_b + df_w) (1 when every group is constant, F infinite; 0 for a constant
+    unit, F = 0)."""
+    rows, flat_tokens, positions = _rows(acts, tokens)
+    eta2, p_values = [], []
+    for labels in (flat_tokens, positions):
+        anova = one_way_anova(rows, labels)
+        between, within = len(np.unique(labels)) - 1, len(labels) - len(np.unique(labels))
+        explained = anova.statistic * between  # [U]
+        with np.errstate(invalid="ignore"):
+            eta2.append(np.where(np.isinf(explained), 1.0, explained / (explained + within)))
+        p_values.append(anova.p_value)
+    return FactorAnova(np.stack(eta2), np.stack(p_values))
+
+
 def notebook_selectivity(acts: np.ndarray, tokens: np.ndarray, alpha: float) -> NotebookSelectivity:
     """The notebook's rule (its `analyze_selectivity`): one-way ANOVA of each unit by current
     token (pooled over positions) and by position; significant if p < alpha / U, Bonferroni over
     the U units given (the notebook: one layer's MLP neurons), each test on its own."""
-    rows, flat_tokens, positions = _rows(acts, tokens)
-    bonferroni = alpha / rows.shape[1]
-    token_eta2, position_eta2 = eta2_by_factor(acts, tokens)
-    return NotebookSelectivity(
-        token_eta2=token_eta2,
-        position_eta2=position_eta2,
-        token_selective=one_way_anova(rows, flat_tokens).p_value < bonferroni,
-        position_selective=one_way_anova(rows, positions).p_value < bonferroni,
-    )
+    anova = anova_by_factor(acts, tokens)
+    significant = anova.p_value < alpha / acts.shape[-1]  # [2,U]
+    return NotebookSelectivity(*anova.eta2, *significant)
+
+
+def selective_by_factor(anova: FactorAnova, fdr: float, min_eta2: float) -> np.ndarray:
+    """[2, U] bool: token- (row 0) and position-selective (row 1) units: an effect that survives
+    Benjamini-Hochberg at `fdr` across all units and both factors, and explains at least
+    `min_eta2` of the unit's variance (claim 3's rule, with ANOVA's p-values)."""
+    return benjamini_hochberg(anova.p_value, fdr) & (anova.eta2 >= min_eta2)
 
 
 @dataclass(frozen=True)
@@ -104,8 +133,7 @@ def tracked_persistence(
 
 def eta2_by_factor(acts: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     """Eta² of each unit by current token (pooled over positions) and by position: [2, U]."""
-    rows, flat_tokens, positions = _rows(acts, tokens)
-    return np.stack([eta_squared(rows, flat_tokens), eta_squared(rows, positions)])
+    return anova_by_factor(acts, tokens).eta2
 
 
 @dataclass(frozen=True)
@@ -128,6 +156,18 @@ class Overlap:
     def random_persistence(self) -> float:
         """|S1| / U: the persistence expected when units are matched at random."""
         return self.trained / self.units
+
+    @property
+    def phi(self) -> float | None:
+        """The phi coefficient of membership in S0 and in S1 across the units (their Pearson
+        correlation; 0 when matching is random, 1 when S1 = S0). None when S0 or S1 holds every
+        unit or none: membership that does not vary says nothing about which units persisted."""
+        margins = (self.initial, self.units - self.initial, self.trained, self.units - self.trained)
+        if min(margins) == 0:
+            return None
+        both_out = self.units - self.initial - self.trained + self.shared
+        only = (self.initial - self.shared) * (self.trained - self.shared)
+        return float((self.shared * both_out - only) / np.sqrt(np.prod(margins, dtype=float)))
 
 
 def overlap_test(initial: np.ndarray, trained: np.ndarray) -> Overlap:
@@ -160,6 +200,11 @@ class RankAgreement:
     def null_high(self) -> float:
         """The 95th percentile of the null: what random matching of units reaches."""
         return float(np.percentile(self.null, 95))
+
+    @property
+    def null_mean(self) -> float:
+        """The mean of the null: the correlation random matching of units gives on average."""
+        return float(self.null.mean())
 
 
 def rank_agreement(
@@ -209,31 +254,31 @@ class TrainedPair:
     initial: Transformer
     trained: Transformer
     losses: np.ndarray  # [steps] training loss per step
-    initial_evaluation: dict[str, float]  # held-out loss and accuracy before training
-    evaluation: dict[str, float]  # after training
-    initial_accuracy: dict[str, float]  # next-token accuracy per structured family, before
+    initial_accuracy: dict[str, float]  # next-token accuracy per pattern family, before
     trained_accuracy: dict[str, float]  # after
 
 
 def train_from_init(
-    model: Transformer, task: Task, settings: TrainSettings, families: dict[str, np.ndarray]
+    model: Transformer,
+    sequences: np.ndarray,
+    epochs: int,
+    settings: TrainSettings,
+    families: dict[str, np.ndarray],
 ) -> TrainedPair:
-    """Train a copy of `model` on `task`; keep `model` as the untrained twin.
+    """Train a copy of `model` for `epochs` passes over the data set `sequences` [n, L]
+    (`model.train.train_epochs`); keep `model` as the untrained twin.
 
-    `families` maps a pattern family to its member sequences [members, L + 1] (tokens and the
-    next token); accuracy is the share of next tokens predicted by argmax, over every position.
+    `families` maps a pattern family to sequences of it [members, L] (tokens and the next
+    token); accuracy is the share of next tokens predicted by argmax, over every position.
     """
     trained = Transformer.from_params(
         model.cfg, {name: value.copy() for name, value in model.params.items()}
     )
-    initial_evaluation = evaluate(model, task, settings.eval_size, settings.seed)
-    result = train(trained, task, settings)
+    result = train_epochs(trained, sequences, epochs, settings)
     return TrainedPair(
         initial=model,
         trained=trained,
         losses=np.asarray(result.losses),
-        initial_evaluation=initial_evaluation,
-        evaluation=result.evaluation,
         initial_accuracy=family_accuracy(model, families),
         trained_accuracy=family_accuracy(trained, families),
     )

@@ -1,9 +1,10 @@
 """Could each controlled reading have come out the other way? Its positive and negative controls.
 
-For every claim with a controlled reading and every preset of the registry, on the registry's
-seeds, with the preset's thresholds: the reading's own measurement and verdict code
-(`CONTROLS.measure`, `controlled_evidence`, `mechclaims.interp.verdicts.reading_verdict`) run on
-planted models (mechclaims.interp.planted). The positive control plants an effect of exactly the
+For every claim with a controlled reading and every preset of the registry (as the claim takes
+it: its registry `config_for`), on the registry's seeds, with the preset's thresholds: the
+reading's own measurement and verdict code (`CONTROLS.measure`, `controlled_evidence`,
+`mechclaims.interp.verdicts.reading_verdict`) run on planted models
+(mechclaims.interp.planted). The positive control plants an effect of exactly the
 kind the claim asserts and must come out supported; the negative control puts the reading's null
 in the network's place and must not (refuted or inconclusive). A reading that cannot pass its
 positive control asks a question no network could answer yes to; one whose negative control
@@ -16,14 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from mechclaims.fixtures.registry import claim_thresholds, load_registry, registry_seeds
-from mechclaims.interp.claims import circuits, feature_detectors, selectivity
+from mechclaims.fixtures.registry import (
+    claim_thresholds,
+    config_changes,
+    load_registry,
+    registry_seeds,
+)
+from mechclaims.interp.claims import circuits, feature_detectors, persistence, selectivity
 from mechclaims.interp.sources import source_for
 from mechclaims.interp.verdicts import reading_verdict
 from mechclaims.model.config import TransformerConfig
 
 REGISTRY = load_registry(Path(__file__).resolve().parents[2] / "claims" / "registry.toml")
-CLAIMS = {"feature-detectors": feature_detectors, "selectivity": selectivity, "circuits": circuits}
+CLAIMS = {"feature-detectors": feature_detectors, "selectivity": selectivity, "circuits": circuits,
+          "persistence": persistence}  # fmt: skip
 CASES = [(claim, preset) for claim in CLAIMS for preset in REGISTRY["presets"]]
 
 pytestmark = pytest.mark.controls
@@ -32,8 +39,10 @@ pytestmark = pytest.mark.controls
 def control(claim: str, preset: str, kind: str):
     """The controlled reading's verdict on the planted `kind` (ReadingVerdict) and its account."""
     module = CLAIMS[claim]
-    thresholds = claim_thresholds(REGISTRY["claims"][claim], preset)
-    source = source_for(TransformerConfig.preset(preset), planted=kind)
+    entry = REGISTRY["claims"][claim]
+    thresholds = claim_thresholds(entry, preset)
+    cfg = TransformerConfig.preset(preset).replace(**config_changes(entry, preset))
+    source = source_for(cfg, planted=kind)  # the preset as the claim takes it (config_for)
     results = [
         module.CONTROLS.measure(source, seed, thresholds)
         for seed in registry_seeds(REGISTRY, claim, preset)

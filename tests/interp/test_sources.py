@@ -16,7 +16,6 @@ from mechclaims.interp.claims import (
 )
 from mechclaims.interp.sources import PANEL_SIZE, ModelSource, source_for, token_panel
 from mechclaims.model.config import TransformerConfig
-from mechclaims.model.tasks import Task
 from mechclaims.model.transformer import Transformer
 
 SMALL = TransformerConfig.preset("gpt2-style").replace(d_model=16, n_heads=2, d_mlp=32)
@@ -118,25 +117,20 @@ def test_every_measurement_runs_on_a_large_vocabulary_and_sees_only_panel_tokens
 
 
 def test_claim_6_trains_on_the_panel(monkeypatch):
-    """...and evaluates the model before and after training on `train_eval_size` problems."""
-    test_sizes = []
-    batch = Task.batch
+    """...and reads only panel tokens in training and in the families' accuracy."""
+    seen: set[int] = set()
+    original = Transformer.check_tokens
 
-    def recording_batch(task, rng, size, split="train"):
-        if split == "test":
-            test_sizes.append(size)
-        return batch(task, rng, size, split)
+    def recording(model, tokens):
+        checked = original(model, tokens)
+        seen.update(np.unique(checked).tolist())
+        return checked
 
-    monkeypatch.setattr(Task, "batch", recording_batch)
-    thresholds = {
-        "train_steps": 2,
-        "train_batch_size": 4,
-        "train_lr": 0.01,
-        "train_warmup": 1,
-        "train_eval_size": 8,
-    }
+    monkeypatch.setattr(Transformer, "check_tokens", recording)
+    thresholds = {"train_samples": 8, "train_epochs": 1, "train_batch_size": 4,
+                  "train_lr": 0.01, "family_samples": 4}  # fmt: skip
     source = source_for(SMALL.replace(vocab_size=1000))
     pair = persistence.training(source, 0, thresholds)
     assert pair.trained.cfg.vocab_size == 1000
-    assert set(pair.trained_accuracy) == {"ascending", "repeating", "alternating"}
-    assert test_sizes == [8, 8]
+    assert set(pair.trained_accuracy) == {"ascending", "repeating", "alternating", "random"}
+    assert seen == set(source.panel)
