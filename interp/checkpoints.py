@@ -24,6 +24,26 @@ at most 1 / (N + 1) for a random checkpoint, whatever the distributions: 0.048 w
     unlike-random   adjusted p <= the level; `direction` says whether x is higher or lower
     like-random     not significant, and inside the baselines' central 90%
     inconclusive    otherwise (not significant, but outside the central 90%)
+
+Calibration (claims/test_checkpoint_checks.py, `-m calibration`). The judge's false-flag rate is
+the chance that a random checkpoint, judged against N random baselines, is unlike-random on some
+reading. It is measured on a pool of G groups of N + 1 random-init checkpoints, each member
+judged against the N others of its group: every judgement is that of a random checkpoint against
+independent baselines, the groups are independent (a rate estimated against one shared set of
+baselines would be the rate given those baselines), and the measurements are shared (a member is
+measured once, judged once and a baseline N times). Within a group the judge's verdicts are not
+independent: the max-T judge flags the members whose smallest p over the readings ranks among the
+floor(level (N + 1)) smallest of the group's (adjusted p <= level), exactly one per group with
+N = 20 at 0.05, two at twice the level. Decision (`calibration_critical`): the count of
+unlike-random judgements among the G (N + 1), held against Binomial(G (N + 1), level) by the exact
+one-sided test at 1 - confidence; the judge is miscalibrated if the count reaches the critical
+count. Its error rates are stated for independent judgements (`calibration_power`): a judge of
+rate at most the level fails at most 1 - confidence of the time, one of twice the level at least
+with the stated power. Judges whose verdicts within a group vary less than independent ones (the
+max-T judge not at all; the t's own p-values at a quarter to two thirds of the binomial variance,
+simulated) fail less often at the level and more often at twice it
+(tests/interp/test_checkpoint_stats.py); one whose verdicts rose and fell together by group
+(a group flagged whole, or not at all) would fail more often than stated.
 """
 
 from __future__ import annotations
@@ -32,6 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.special
+import scipy.stats
 
 from mechclaims.interp.stats import bh_adjust
 
@@ -124,3 +145,27 @@ def _verdict(case: SingleCase, adjusted: float, level: float) -> str:
         return "unlike-random"
     low, high = case.band()
     return "like-random" if low <= case.value <= high else "inconclusive"
+
+
+def calibration_critical(judgements: int, level: float, confidence: float) -> int:
+    """The fewest unlike-random verdicts among `judgements` random checkpoints that show a
+    false-flag rate above `level`: the smallest c with P(Binomial(judgements, level) >= c) <=
+    1 - confidence (the exact one-sided test; module docstring). judgements + 1 if no count
+    could show it."""
+    if judgements < 1 or not 0 < level < 1 or not 0 < confidence < 1:
+        raise ValueError(
+            f"need judgements >= 1 and level, confidence in (0, 1), got {judgements}, {level}, "
+            f"{confidence}"
+        )
+    counts = np.arange(judgements + 1)
+    tails = scipy.stats.binom.sf(counts - 1, judgements, level)  # [judgements+1] P(X >= c)
+    reaching = np.flatnonzero(tails <= 1 - confidence)
+    return int(reaching[0]) if reaching.size else judgements + 1
+
+
+def calibration_power(judgements: int, level: float, confidence: float, rate: float) -> float:
+    """The chance that `judgements` independent verdicts of false-flag rate `rate` reach the
+    critical count (`calibration_critical`): the check's power at `rate`, its false-fail rate
+    at `rate` <= level."""
+    critical = calibration_critical(judgements, level, confidence)
+    return float(scipy.stats.binom.sf(critical - 1, judgements, rate))

@@ -2,9 +2,16 @@
 
 For `pytest claims/ --model-checkpoint PATH` (claims/test_checkpoints.py) and its calibration
 and power checks (claims/test_checkpoint_checks.py): every claim's reading is measured on the
-checkpoint and on random inits of its config, all with the input seed CHECKPOINT_INPUTS; the
-registry's `primary` statistic of each reading goes into Crawford and Howell's single-case test
+checkpoint and on its baselines, all with the input seed CHECKPOINT_INPUTS; the registry's
+`primary` statistic of each reading goes into Crawford and Howell's single-case test
 (`mechclaims.interp.checkpoints`). `memo` is the harness's broker: each measurement once.
+
+The baselines of a checkpoint run are the random inits of the checkpoint's config of the run's
+seeds but its own initialization (`baseline_sources`), each measured exactly as the checkpoint
+is: a random init saved with its seed (`Transformer(cfg, seed=s).save(path)`) gives, reading by
+reading, the very numbers of the baseline of seed s (tests/interp/test_checkpoint_stats.py), so
+that a random checkpoint is one more draw of its baselines. The calibration check passes other
+checkpoints as the baselines (a pool of random inits judged against each other).
 """
 
 from __future__ import annotations
@@ -63,6 +70,12 @@ def baseline_seeds(source: ModelSource, seeds) -> list[int]:
     return [seed for seed in seeds if seed != source.init_seed]
 
 
+def baseline_sources(source: ModelSource, seeds) -> list[ModelSource]:
+    """A checkpoint run's baselines: the random inits of the checkpoint's config of
+    `baseline_seeds`, each treated as the checkpoint is (`baseline_source`)."""
+    return [baseline_source(source, seed) for seed in baseline_seeds(source, seeds)]
+
+
 def applicable(registry, source: ModelSource):
     """(claim, reading, measure, entry, reason) of every claim and reading, in order; reason is
     why the reading cannot judge this checkpoint, or None."""
@@ -73,42 +86,39 @@ def applicable(registry, source: ModelSource):
             yield claim, reading, None if reason else readings[reading], entry, reason
 
 
-def measurements(registry, source: ModelSource, seeds) -> list[tuple]:
+def measurements(registry, source: ModelSource, baselines: list[ModelSource]) -> list[tuple]:
     """Every (measure, source, input seed, thresholds) that `single_cases` asks memo for: the
     checkpoint's, then its baselines', reading by reading (the broker's plan of a checkpoint
     run)."""
-    sources = [source, *(baseline_source(source, seed) for seed in baseline_seeds(source, seeds))]
     return [
         (measure, each, CHECKPOINT_INPUTS, entry["thresholds"])
         for _, _, measure, entry, reason in applicable(registry, source)
         if reason is None
-        for each in sources
+        for each in (source, *baselines)
     ]
 
 
-def single_cases(memo, registry, source: ModelSource, seeds) -> dict:
+def single_cases(memo, registry, source: ModelSource, baselines: list[ModelSource]) -> dict:
     """{(claim, reading): SingleCase, or the reason it does not apply}, every claim and reading
-    (memo computes each measurement once)."""
+    of the checkpoint `source` against `baselines` (memo computes each measurement once)."""
     cases = {}
     for claim, reading, measure, entry, reason in applicable(registry, source):
         if reason:
             cases[claim, reading] = reason
             continue
         primary = entry["primary"][reading]
-        value = statistic(memo(measure, source, CHECKPOINT_INPUTS, entry["thresholds"]), primary)
-        baselines = [
-            statistic(memo(measure, baseline_source(source, seed), CHECKPOINT_INPUTS,
-                           entry["thresholds"]), primary)
-            for seed in baseline_seeds(source, seeds)
-        ]  # fmt: skip
-        cases[claim, reading] = single_case_test(value, baselines)
+        value, *others = (
+            statistic(memo(measure, each, CHECKPOINT_INPUTS, entry["thresholds"]), primary)
+            for each in (source, *baselines)
+        )
+        cases[claim, reading] = single_case_test(value, others)
     return cases
 
 
-def judged(memo, registry, source: ModelSource, seeds) -> dict:
+def judged(memo, registry, source: ModelSource, baselines: list[ModelSource]) -> dict:
     """{(claim, reading): (verdict, adjusted p, BH q)} of the readings that apply, judged
     together (`mechclaims.interp.checkpoints.checkpoint_verdicts`)."""
-    cases = single_cases(memo, registry, source, seeds)
+    cases = single_cases(memo, registry, source, baselines)
     keys = [key for key, case in cases.items() if not isinstance(case, str)]
     verdicts = checkpoint_verdicts([cases[key] for key in keys], registry["checkpoints"]["fdr"])
     return dict(zip(keys, verdicts, strict=True))

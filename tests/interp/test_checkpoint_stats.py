@@ -1,17 +1,42 @@
 """A checkpoint against its random baselines: Crawford and Howell's single-case t, its
-calibration, the rank p-value beside it, and the verdict words with BH across claims."""
+calibration, the rank p-value beside it, and the verdict words with BH across claims; the
+calibration check's rule on simulated statistics; a random init saved with its seed measured
+exactly as the baseline of its seed, and judged like random on claim 6."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats
 
-from mechclaims.interp.checkpoints import checkpoint_verdicts, family_adjusted, single_case_test
-from mechclaims.interp.claims.checkpoint import baseline_seeds, not_applicable, statistic
-from mechclaims.interp.sources import ModelSource
+from mechclaims.fixtures.registry import load_registry
+from mechclaims.interp.checkpoints import (
+    calibration_critical,
+    calibration_power,
+    checkpoint_verdicts,
+    family_adjusted,
+    single_case_test,
+)
+from mechclaims.interp.claims.checkpoint import (
+    CHECKPOINT_INPUTS,
+    applicable,
+    baseline_seeds,
+    baseline_sources,
+    judged,
+    not_applicable,
+    single_cases,
+    statistic,
+)
+from mechclaims.interp.sources import ModelSource, checkpoint_source
 from mechclaims.interp.stats import wilson_interval
 from mechclaims.model.config import TransformerConfig
+from mechclaims.model.tasks import get_task
+from mechclaims.model.train import TrainSettings, train
+from mechclaims.model.transformer import Transformer
+
+REGISTRY = load_registry(Path(__file__).resolve().parents[2] / "claims" / "registry.toml")
 
 
 def test_the_single_case_t_is_crawford_and_howells():
@@ -125,3 +150,165 @@ def test_the_adjustment_tests_each_member_against_the_others_as_the_single_case_
     smallest = scalar[1:].min(axis=1)
     expected = [(1 + np.sum(smallest <= scalar[0, r])) / 21 for r in range(3)]
     np.testing.assert_allclose(adjusted, expected)
+
+
+@pytest.mark.parametrize(
+    "changes", [{}, {"dtype": "float32", "vocab_size": 37}], ids=["tiny-mha", "float32-vocab37"]
+)
+def test_a_random_init_saved_with_its_seed_is_measured_as_the_baseline_of_its_seed(
+    changes, tmp_path
+):
+    """Every reading a checkpoint run judges, on a random init saved as users save one (with its
+    seed; loaded from the file, in its dtype, on the panel of its vocabulary), gives the very
+    numbers of the baseline of that seed in another checkpoint's run (a config and a seed): a
+    random checkpoint is one more draw of its baselines. Claim 6 compares each with its own
+    initialization; a baseline compared with the judged checkpoint's would differ."""
+    cfg = TransformerConfig.preset("tiny-mha").replace(**changes)
+    for seed in (7, 8):
+        Transformer(cfg, seed=seed).save(tmp_path / f"init{seed}.npz")
+    checkpoint = checkpoint_source(str(tmp_path / "init7.npz"))
+    (baseline,) = baseline_sources(checkpoint_source(str(tmp_path / "init8.npz")), [7])
+    readings = [(claim, reading, measure, entry)
+                for claim, reading, measure, entry, reason in applicable(REGISTRY, checkpoint)
+                if reason is None]  # fmt: skip
+    assert ("persistence", "controlled") in {(claim, reading) for claim, reading, *_ in readings}
+    assert len(readings) == 11  # every reading but claim 6's seed protocol (it trains a model)
+    for claim, reading, measure, entry in readings:
+        thresholds = entry["thresholds"]
+        np.testing.assert_equal(
+            measure(checkpoint, CHECKPOINT_INPUTS, thresholds),
+            measure(baseline, CHECKPOINT_INPUTS, thresholds),
+            err_msg=f"{claim} {reading}",
+        )
+
+
+def measured_once():
+    """A memo for tests: each (measure, source, seed) measured once."""
+    results = {}
+
+    def memo(measure, source, seed, thresholds):
+        key = (measure, source, seed)
+        if key not in results:
+            results[key] = measure(source, seed, thresholds)
+        return results[key]
+
+    return memo
+
+
+def test_an_untrained_checkpoint_is_not_unlike_random_on_claim_6_and_a_trained_one_is_lower(
+    tmp_path,
+):
+    """The issue's case: a tiny-mha model saved untrained with its seed, judged against the
+    random inits of seeds 0-19 on claim 6's controlled reading (the model against its own
+    initialization: for each baseline, its own), is not unlike-random; the same init trained 50
+    steps on patterns is unlike-random, lower. With the baselines compared with the checkpoint's
+    initialization (before issue 20) the untrained one was unlike-random (t = 12.4)."""
+    cfg = TransformerConfig.preset("tiny-mha")
+    Transformer(cfg, seed=12345).save(tmp_path / "untrained.npz")
+    model = Transformer(cfg, seed=12345)
+    train(model, get_task("patterns"), TrainSettings(steps=50, warmup=10, eval_size=64))
+    model.save(tmp_path / "trained.npz")
+    only_claim_6 = {**REGISTRY, "claims": {
+        claim: entry if claim == "persistence" else {**entry, "primary": {}}
+        for claim, entry in REGISTRY["claims"].items()
+    }}  # fmt: skip
+    memo, key = measured_once(), ("persistence", "controlled")
+    for name in ("untrained", "trained"):
+        source = checkpoint_source(str(tmp_path / f"{name}.npz"))
+        baselines = baseline_sources(source, range(20))
+        verdicts = judged(memo, only_claim_6, source, baselines)
+        assert list(verdicts) == [key]
+        verdict, case = verdicts[key][0], single_cases(memo, only_claim_6, source, baselines)[key]
+        if name == "untrained":
+            assert verdict != "unlike-random", case
+        else:
+            assert (verdict, case.direction) == ("unlike-random", "lower"), case
+
+
+def judged_in_groups(members: np.ndarray, level: float) -> np.ndarray:
+    """Each member of each group [G, N+1, R] judged against the N others of its group, as
+    `judged` judges a checkpoint's cases (checkpoint_verdicts): [G, N+1, 3] unlike-random on
+    some reading for the max-T judge at the level, at twice the level, and the t's BH q-values
+    at the level (no max-T)."""
+    groups, size, readings = members.shape
+    flags = np.zeros((groups, size, 3), dtype=bool)
+    for g, group in enumerate(members):
+        for k in range(size):
+            others = np.delete(group, k, axis=0)  # [N,R]
+            cases = [single_case_test(group[k, r], others[:, r]) for r in range(readings)]
+            verdicts = checkpoint_verdicts(cases, level)
+            flags[g, k] = [any(v == "unlike-random" for v, _, _ in verdicts),
+                           any(p <= 2 * level for _, p, _ in verdicts),
+                           any(q <= level for _, _, q in verdicts)]  # fmt: skip
+    return flags
+
+
+STATISTICS = {
+    "normal": lambda rng, shape: rng.normal(0.0, 1.0, shape),
+    "lognormal": lambda rng, shape: rng.lognormal(0.0, 1.0, shape),  # skewed, heavy-tailed
+    "student-t2": lambda rng, shape: rng.standard_t(2, shape),
+}
+
+
+@pytest.mark.parametrize("draw", STATISTICS.values(), ids=STATISTICS.keys())
+def test_the_calibration_check_passes_the_judge_and_fails_it_at_twice_the_level(draw):
+    """The registry's calibration pool on simulated statistics (11 readings of random
+    checkpoints, one distribution): the max-T judge flags one member of each group of 21 and
+    passes the check; the same judge at twice the level flags two and fails it; without max-T,
+    the t's p-values fail it where the statistics are not normal."""
+    settings = REGISTRY["checkpoints"]
+    level, confidence = settings["fdr"], settings["calibration_confidence"]
+    size = settings["calibration_baselines"] + 1
+    members = draw(np.random.default_rng(5), (settings["calibration_groups"], size, 11))
+    flags = judged_in_groups(members, level)  # [G,N+1,3]
+    critical = calibration_critical(flags.shape[0] * size, level, confidence)
+    per_group = flags.sum(axis=1)  # [G,3]
+    assert (per_group[:, 0] == 1).all()  # the members of smallest p, one per group
+    assert (per_group[:, 1] == 2).all()
+    counts = per_group.sum(axis=0)
+    assert counts[0] < critical <= counts[1]
+    if draw is not STATISTICS["normal"]:
+        assert counts[2] >= critical
+
+
+@pytest.mark.parametrize("draw", [STATISTICS["lognormal"], STATISTICS["student-t2"]],
+                         ids=["lognormal", "student-t2"])  # fmt: skip
+def test_verdicts_within_a_group_vary_less_than_independent_ones(draw):
+    """What the check's binomial test assumes of a judge (mechclaims.interp.checkpoints): the
+    t's verdicts without max-T, counted per group of 21 over 40 simulated groups, vary less than
+    a binomial count of their rate: members compete to be extreme within their group."""
+    flags = judged_in_groups(draw(np.random.default_rng(6), (40, 21, 11)), 0.05)[:, :, 2]
+    counts = flags.sum(axis=1)  # [40]
+    rate = counts.mean() / 21
+    assert 0.1 < rate < 0.5  # miscalibrated, so that its variance says something
+    assert counts.var(ddof=1) < 21 * rate * (1 - rate)
+
+
+@pytest.mark.parametrize("judgements", [40, 231, 500])
+def test_the_critical_count_is_where_the_clopper_pearson_bound_passes_the_level(judgements):
+    """calibration_critical (binomial tails) and the one-sided Clopper-Pearson lower bound at
+    the same confidence (beta quantiles) agree: the critical count is the first whose bound
+    reaches the level."""
+    critical = calibration_critical(judgements, 0.05, 0.95)
+    bound = scipy.stats.beta.ppf(0.05, [critical - 1, critical],
+                                 judgements - np.array([critical - 1, critical]) + 1)  # fmt: skip
+    assert bound[0] < 0.05 <= bound[1]
+    with pytest.raises(ValueError, match="judgements >= 1"):
+        calibration_critical(0, 0.05, 0.95)
+
+
+def test_the_checks_error_rates_for_independent_verdicts_are_as_stated():
+    """Independent verdicts at rates level and twice the level, 20,000 simulated pools of the
+    registry's size: the check fails at the level as often as calibration_power says (at most
+    1 - confidence) and at twice the level with its stated power (0.89)."""
+    settings = REGISTRY["checkpoints"]
+    level, confidence = settings["fdr"], settings["calibration_confidence"]
+    judgements = settings["calibration_groups"] * (settings["calibration_baselines"] + 1)
+    critical = calibration_critical(judgements, level, confidence)
+    rng = np.random.default_rng(7)
+    for rate in (level, 2 * level):
+        fails = rng.binomial(judgements, rate, 20_000) >= critical
+        low, high = wilson_interval(int(fails.sum()), fails.size, 0.999)
+        assert low <= calibration_power(judgements, level, confidence, rate) <= high
+    assert calibration_power(judgements, level, confidence, level) <= 1 - confidence
+    assert calibration_power(judgements, level, confidence, 2 * level) >= 0.85
