@@ -19,6 +19,7 @@ from mechclaims.interp.checkpoints import (
     family_adjusted,
     single_case_test,
 )
+from mechclaims.interp.claims import measured, persistence
 from mechclaims.interp.claims.checkpoint import (
     CHECKPOINT_INPUTS,
     applicable,
@@ -312,3 +313,15 @@ def test_the_checks_error_rates_for_independent_verdicts_are_as_stated():
         assert low <= calibration_power(judgements, level, confidence, rate) <= high
     assert calibration_power(judgements, level, confidence, level) <= 1 - confidence
     assert calibration_power(judgements, level, confidence, 2 * level) >= 0.85
+
+
+def test_a_controlled_primary_is_the_comparison_its_reading_is_decided_by():
+    """A checkpoint is judged on what the claim's controlled reading decides: claims 1, 3, 4 and
+    5 on network minus the null the studies follow (their STUDIED_NULL), claim 6 on one of its
+    decided differences; a primary left on a null the reading no longer decides by fails."""
+    for claim, module in measured.CLAIMS.items():
+        primary = REGISTRY["claims"][claim]["primary"]["controlled"]
+        expected = module.BEYOND[measured.studied_null(claim)]
+        assert (primary["statistic"], primary["minus"]) == expected, claim
+    primary = REGISTRY["claims"]["persistence"]["primary"]["controlled"]
+    assert (primary["statistic"], primary["minus"]) in persistence.BEYOND.values()
