@@ -35,6 +35,7 @@ SOURCES = {
     "rotated": Source("rotated basis", "#2ca02c", "^"),
     "gaussian": Source("Gaussian", "#7f7f7f", "D"),
     "shuffled": Source("shuffled", "#9467bd", "v"),
+    "layout": Source("layout-matched families", "#637939", "P"),  # claim 5: same token layouts
 }
 OTHER_SOURCE = Source("other", "#444444", "x")
 SOURCE_COLOURS = {name: source.colour for name, source in SOURCES.items()}

@@ -8,24 +8,35 @@ Seed protocol, made measurable: the four responses as z-scores against dimension
 to random sequences. The claim holds on a seed if one of them is unusual (max |z| > 2); four
 random sequences would do that about 17% of the time, which is recorded beside it.
 
-Controlled: "consistently" as something measurable, for every unit set at the last position.
-The seed's families (ascending, descending, repeating, alternating; every member) are unions of
-difference patterns, relations (x1 - x0, x2 - x1, x3 - x2) mod 10 whose 10 members never share
-a token at a position; 24 other patterns drawn at random are the "random sequences" they are
-held against. Responses are taken beyond the tokens one by one (minus the best fit that adds up
-one effect per position and token, without labels): what depends on how the tokens relate.
-(a) Responses within a family agree (mean pairwise cosine of centered responses)
-more than within random relations; (b) a nearest-centroid decoder trained on half of each
-pattern's members recovers the family of the other half better than chance. The null of both
-shuffles the family labels among whole patterns, the families' and the random ones: single
-sequences are not exchangeable (a network that just adds up per-position token effects makes
-members of one pattern agree LESS than random sequences, since they never share a token), whole
-patterns are. The decoder is also held against the embedding alone at the last position (it
-sees only the last token, each pattern holds every last token once: beating it by more than the
-registry's margin across seeds means the network integrates the context), and both statistics
-against i.i.d. Gaussian features. Both statistics are rotation-invariant; a random rotation
-enters the per-unit reading (share of units whose response differs by family), reported beside
-the decision.
+Controlled: "consistently" and "meaningful" as something measurable, for every unit set at the
+last position. The seed's families (ascending, descending, repeating, alternating; every member)
+are unions of difference patterns, relations (x1 - x0, x2 - x1, x3 - x2) mod 10 whose 10 members
+never share a token at a position; 24 other patterns drawn at random are the "random sequences"
+they are held against. Responses are taken beyond the tokens one by one (minus the best fit that
+adds up one effect per position and token, without labels): what depends on how the tokens
+relate. (a) Responses within a family agree (mean pairwise cosine of centered responses) more
+than within random relations; (b) a nearest-centroid decoder trained on half of each pattern's
+members recovers the family of the other half better than chance. The null of both shuffles the
+family labels among whole patterns, the families' and the random ones: single sequences are not
+exchangeable (a network that just adds up per-position token effects makes members of one
+pattern agree LESS than random sequences, since they never share a token), whole patterns are.
+The tests hold on a seed if both are discoveries in at least half the unit sets: "consistently".
+
+"Meaningful": that null cannot tell the seed's relations from their layout, which positions hold
+the same token (ascending and descending: all distinct; repeating AAAA; alternating ABAB), and
+the layout alone sets the families apart from most random relations. So the same decoder also
+runs, on the same network and seed, on layout-matched stand-ins drawn per seed: a random
+all-distinct relation for each of ascending and descending, every relation of AABB or of ABBA
+for alternating; repeating, the only relation of its layout, stays in both designs (the same
+inputs and split: it enters the paired difference only through what it is confused with). The
+two designs share the random relations, their splits and one forward pass. Decided by the
+margin rule across seeds on the decoder's held-out accuracy (median over unit sets) on the
+seed's families minus on the stand-ins, AND the tests above. The recall of each family in both
+designs shows what is encoded. The embedding alone at the last position sees only the last
+token, which the additive fit removes whole: its accuracy is 0.25, chance, by construction; it
+is reported beside, with i.i.d. Gaussian features, not deciding. Both statistics are
+rotation-invariant; a random rotation enters the per-unit reading (share of units whose
+response differs by family), reported beside the decision.
 
 Also: the attention patterns of the seed's structured inputs, per preset (figure and row
 entropies).
@@ -49,20 +60,20 @@ from claim_plots import (
     threshold_line,
 )
 from mechclaims.interp.claims.structured_inputs import (
-    BEYOND,
     NULL_SOURCES,
     SEED_DIM,
     UNIT_SOURCES,
     controlled,
+    controlled_evidence,
     seed_protocol,
     structured_tokens,
 )
-from mechclaims.interp.inputs import SEED_STRUCTURED
+from mechclaims.interp.inputs import SEED_STRUCTURED, family_sequences, token_layouts
+from mechclaims.interp.sources import PANEL_SIZE
 from mechclaims.interp.stats import (
     summarize_across_seeds,
 )
 from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS
-from mechclaims.interp.verdicts import paired_differences
 from mechclaims.model.__main__ import draw_attention_patterns
 
 CLAIM = "structured-inputs"
@@ -173,12 +184,65 @@ def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thr
     )
     evidence.figure("decoder, agreement and family-selective units against nulls", figure)
     evidence.figure("agreement within families", _agreement_figure(results, sets))
-    differences = paired_differences(results, BEYOND)
-    evidence.figure("beyond the embedding (margin rule)",
-                    beyond_nulls_figure(differences, thresholds,
-                                        {"embedding": "held-out accuracy"}))  # fmt: skip
-    judge(CLAIM, "controlled", holds=[result["holds_tests"] for result in results],
-          differences=differences)  # fmt: skip
+    evidence.figure("the seed's families against their layout-matched stand-ins",
+                    _layout_figure(results))  # fmt: skip
+    deciding = controlled_evidence(results)
+    evidence.figure("beyond the layout (margin rule)",
+                    beyond_nulls_figure(deciding, thresholds,
+                                        {"layout": "held-out accuracy"}))  # fmt: skip
+    judge(CLAIM, "controlled", **deciding)
+
+
+def _layout_name(tokens) -> str:
+    """A sequence's layout in letters: which positions hold the same token ([0,1,0,1]: ABAB)."""
+    layout = token_layouts(np.asarray([tokens]))[0]
+    letters = {first: "ABCDEFGHIJ"[rank] for rank, first in enumerate(np.unique(layout))}
+    return "".join(letters[first] for first in layout)
+
+
+def _layout_figure(results: list[dict]):
+    """Per family, the network's held-out recall (median over unit sets) of the seed's family
+    and of its layout-matched stand-in (median, 95% range over seeds), and each seed's balanced
+    accuracy on both designs, paired."""
+    families = results[0]["families"]
+    figure, (ax_recall, ax_paired) = new_figure(2, width=5.5)
+    positions = np.arange(len(families))
+    for offset, key, hatch in ((-0.2, "", None), (0.2, "layout_", "///")):
+        recall = summarize_across_seeds(
+            np.array([r[f"network_{key}decoder_recall_by_family"] for r in results])
+        )
+        ax_recall.bar(positions + offset, recall.median, width=0.4, color=FAMILY_COLOURS,
+                      hatch=hatch, edgecolor="black", linewidth=0.5)  # fmt: skip
+        ax_recall.errorbar(positions + offset, recall.median,
+                           yerr=[recall.median - recall.low, recall.high - recall.median],
+                           fmt="none", color="black", linewidth=0.8)  # fmt: skip
+    seed_layouts = [_layout_name(m[0]) for m in family_sequences(PANEL_SIZE, SEED_SEQ_LEN).values()]
+    stand_ins = [
+        ", ".join(sorted({_layout_name(r["layout_stand_ins"][f].split()) for r in results}))
+        for f in range(len(families))
+    ]
+    ax_recall.set_xticks(positions, [f"{family} {seed}\nvs {matched} (hatched)" for family, seed,
+                                     matched in zip(families, seed_layouts, stand_ins,
+                                                    strict=True)], fontsize=7)  # fmt: skip
+    threshold_line(ax_recall, results[0]["chance"], "chance")
+    ax_recall.set_ylabel("held-out recall (network)")
+    ax_recall.set_title("Each family and its stand-in of the same layout", fontsize=9)
+    ax_recall.legend(fontsize=7)
+    ax_recall.grid(axis="y", alpha=0.3)
+    for name in ("network", "embedding"):
+        pairs = np.array([[r[f"{name}_decoder_accuracy"], r[f"{name}_layout_decoder_accuracy"]]
+                          for r in results])  # fmt: skip  # [seeds, 2]
+        style = {**source_style(name), "label": None}
+        ax_paired.plot([0, 1], pairs.T, color=style["color"], alpha=0.5, linewidth=0.8)
+        ax_paired.scatter(np.repeat([[0, 1]], len(pairs), axis=0), pairs, s=12, zorder=3, **style)
+    threshold_line(ax_paired, results[0]["chance"], "chance")
+    ax_paired.set_xticks([0, 1], ["the seed's families", "layout-matched stand-ins"])
+    ax_paired.set_xlim(-0.4, 1.4)
+    ax_paired.set_ylabel("held-out balanced accuracy")
+    ax_paired.set_title("Median over unit sets, paired by seed (the same network)", fontsize=9)
+    source_legend(ax_paired, ["network", "embedding"])
+    ax_paired.grid(axis="y", alpha=0.3)
+    return figure
 
 
 def _agreement_figure(results: list[dict], sets: list[str]):

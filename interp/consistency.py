@@ -1,5 +1,6 @@
 """Consistency of responses to pattern families: z-scores against a reference, agreement within
-families and a held-out decoder of the family, each against a null of random relations.
+families and a held-out decoder of the family, each against a null of random relations; the
+seed's families against layout-matched stand-ins.
 
 A difference pattern is the relation (x1 - x0, x2 - x1, ...) mod vocab between a sequence's
 tokens; its V members start at each token once. The seed's families are unions of them:
@@ -9,6 +10,16 @@ are not exchangeable with random ones (even a network that adds up per-position 
 makes them agree LESS than random sequences); whole patterns are. The nulls therefore permute
 family labels among patterns, the seed's and random ones alike: do the seed's relations get a
 more consistent response than arbitrary relations with the same structure?
+
+That null does not ask whether the seed's relations are the ones that matter. A relation's
+layout (which positions hold the same token) already sets the seed's families apart: ascending
+and descending hold four distinct tokens, repeating one, alternating two twice (ABAB). A network
+that encodes only the layout makes them consistent beyond random relations, most of which have
+other layouts. The layout-matched design (`layout_matched`, `family_designs`) puts in each
+family's place relations the seed did not name with the same layout shape: one random
+all-distinct relation each for ascending and descending, every relation of AABB or ABBA for
+alternating; repeating (all equal: one relation of its shape) stands for itself. The same
+statistics on both designs, paired, ask what the seed's relations add to their layout.
 
 Responses are one position's activations, [n inputs, U units]. A labeling gives each pattern a
 family code (-1 for none), [P]; many labelings stack as [L, P], the observed one first. All
@@ -25,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
-from mechclaims.interp.inputs import family_sequences
+from mechclaims.interp.inputs import family_sequences, token_layouts
 from mechclaims.interp.stats import (
     PermutationTest,
     permutation_p_value,
@@ -78,23 +89,64 @@ def difference_patterns(tokens: np.ndarray, vocab: int) -> np.ndarray:
     return steps @ weights
 
 
-def pattern_members(ids: np.ndarray, vocab: int, length: int) -> np.ndarray:
-    """All vocab members of each difference pattern, pattern by pattern: [len(ids) * vocab, L]."""
+def pattern_starts(ids: np.ndarray, vocab: int, length: int) -> np.ndarray:
+    """The member of each difference pattern that starts at token 0: [len(ids), L]."""
     digits = (ids[:, None] // vocab ** np.arange(length - 2, -1, -1)) % vocab  # [P, L-1]
-    offsets = np.concatenate([np.zeros((len(ids), 1), dtype=np.int64), np.cumsum(digits, 1)], 1)
+    steps = np.concatenate([np.zeros((len(ids), 1), dtype=np.int64), digits], axis=1)  # [P, L]
+    return np.cumsum(steps, axis=1) % vocab
+
+
+def pattern_members(ids: np.ndarray, vocab: int, length: int) -> np.ndarray:
+    """All vocab members of each difference pattern, pattern by pattern, each pattern's in order
+    of their start token: [len(ids) * vocab, L]."""
     starts = np.arange(vocab)  # [V]
+    offsets = pattern_starts(ids, vocab, length)  # [P, L]
     return ((starts[None, :, None] + offsets[:, None, :]) % vocab).reshape(-1, length)
+
+
+def layout_matched(
+    family_ids: list[np.ndarray], vocab: int, length: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Stand-ins of families of difference patterns (their ids, family by family) with the same
+    layout of repeated tokens, built from relations no family holds, drawn at random.
+
+    A relation's layout is which positions hold the same token (`token_layouts`), its shape the
+    sizes of those groups. A family of one relation gets one relation of the same shape (for
+    ascending and descending: a random all-distinct relation, each its own); a family of several
+    relations, every relation of its layout (alternating: the V - 1 of ABAB), gets every relation
+    of another layout with as many (AABB or ABBA). A family whose shape no other relation has
+    (repeating: all equal is one relation) stands for itself. Returns pattern ids per family.
+    """
+    every = np.arange(vocab ** (length - 1))  # [N] every relation, as its id
+    layouts = token_layouts(pattern_starts(every, vocab, length))  # [N, L]
+    layout = np.unique(layouts, axis=0, return_inverse=True)[1].reshape(-1)  # [N]
+    group_sizes = np.sort((layouts[:, :, None] == np.arange(length)).sum(axis=1), axis=1)
+    shape = np.unique(group_sizes, axis=0, return_inverse=True)[1].reshape(-1)  # [N]
+    free = ~np.isin(every, np.concatenate(family_ids))  # [N]
+    stand_ins = []
+    for ids in family_ids:
+        candidates = every[free & (shape == shape[ids[0]])]
+        if len(ids) == 1:
+            chosen = rng.choice(candidates, 1) if len(candidates) else ids
+        else:  # a whole layout's relations: another layout's, whole
+            counts = np.bincount(layout[candidates], minlength=layout.max() + 1)  # [layouts]
+            whole = np.flatnonzero(counts == len(ids))
+            chosen = candidates[layout[candidates] == rng.choice(whole)] if len(whole) else ids
+        free[chosen] = False
+        stand_ins.append(np.sort(chosen))
+    return stand_ins
 
 
 @dataclass(frozen=True)
 class FamilyDesign:
-    """Inputs grouped into difference patterns, some of which form the seed's families."""
+    """Inputs grouped into difference patterns, some of which form families."""
 
     tokens: np.ndarray  # [n, L]
     patterns: np.ndarray  # [n] pattern index of each input, 0..P-1
     families: np.ndarray  # [P] family code of each pattern, -1 for a random relation
     family_names: tuple[str, ...]
     discovery: np.ndarray  # [n] bool: the input trains the decoder; the others test it
+    pattern_ids: np.ndarray  # [P] each pattern's relation (`difference_patterns`)
 
     @property
     def n_families(self) -> int:
@@ -106,31 +158,54 @@ class FamilyDesign:
         return np.concatenate([self.families[None], permute_labels(self.families, rng, m)])
 
 
-def family_design(
+def family_designs(
     vocab: int, length: int, n_random_patterns: int, discovery_fraction: float, rng
-) -> FamilyDesign:
-    """Every member of the seed's families and of `n_random_patterns` other difference patterns
-    drawn at random; each pattern split into discovery and holdout members."""
+) -> tuple[FamilyDesign, FamilyDesign]:
+    """Two designs: every member of the seed's families, and of their layout-matched stand-ins
+    (`layout_matched`; the same family names), each beside the same `n_random_patterns` other
+    relations drawn at random (none of either design's families). Each pattern's members are
+    split once into discovery and holdout, so the patterns both designs hold (the random
+    relations, the repeating family) are split alike in both."""
     families = family_sequences(vocab, length)
-    family_tokens = np.concatenate(list(families.values()))  # [F, L]
-    family_codes = np.repeat(np.arange(len(families)), [len(m) for m in families.values()])
-    family_ids = difference_patterns(family_tokens, vocab)  # [F]
-    others = np.setdiff1d(np.arange(vocab ** (length - 1)), family_ids)
+    seed_ids = [np.unique(difference_patterns(members, vocab)) for members in families.values()]
+    matched_ids = layout_matched(seed_ids, vocab, length, rng)
+    held = np.concatenate([*seed_ids, *matched_ids])
+    others = np.setdiff1d(np.arange(vocab ** (length - 1)), held)
     random_ids = rng.choice(others, n_random_patterns, replace=False)
-    tokens = np.concatenate([family_tokens, pattern_members(random_ids, vocab, length)])
-    ids = np.concatenate([family_ids, np.repeat(random_ids, vocab)])  # [n]
-    _, first, patterns = np.unique(ids, return_index=True, return_inverse=True)
-    row_families = np.concatenate([family_codes, np.full(len(ids) - len(family_ids), -1)])
-    split = stratified_split(patterns.reshape(-1), discovery_fraction, rng)
-    discovery = np.zeros(len(ids), dtype=bool)
+    every = np.unique(np.concatenate([held, random_ids]))  # [P'] each pattern of both once
+    split = stratified_split(np.repeat(np.arange(len(every)), vocab), discovery_fraction, rng)
+    discovery = np.zeros(len(every) * vocab, dtype=bool)
     discovery[split.discovery] = True
-    return FamilyDesign(
-        tokens=tokens,
-        patterns=patterns.reshape(-1),
-        families=row_families[first],
-        family_names=tuple(families),
-        discovery=discovery,
+    by_start = discovery.reshape(len(every), vocab)  # [P', V]: member of each start token
+    seed, matched = (
+        _family_design(family_ids, random_ids, tuple(families), every, by_start, vocab, length)
+        for family_ids in (seed_ids, matched_ids)
     )
+    return seed, matched
+
+
+def _family_design(family_ids, random_ids, names, every, by_start, vocab, length) -> FamilyDesign:
+    """Families (pattern ids, family by family) beside random relations (ids), each pattern's
+    members split as its row of `by_start` [len(every), V] says (`every`: sorted ids)."""
+    ids = np.concatenate([*family_ids, random_ids])  # [P]
+    codes = [np.full(len(members), code) for code, members in enumerate(family_ids)]
+    return FamilyDesign(
+        tokens=pattern_members(ids, vocab, length),  # [P * V, L]
+        patterns=np.repeat(np.arange(len(ids)), vocab),  # [P * V]
+        families=np.concatenate([*codes, np.full(len(random_ids), -1)]),  # [P]
+        family_names=names,
+        discovery=by_start[np.searchsorted(every, ids)].reshape(-1),  # [P * V]
+        pattern_ids=ids,
+    )
+
+
+def shared_inputs(*designs: FamilyDesign) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Every input of the designs once, [n, L], and each design's rows in it (one forward pass
+    serves them all)."""
+    stacked = np.concatenate([design.tokens for design in designs])  # [sum n_d, L]
+    tokens, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    ends = np.cumsum([len(design.tokens) for design in designs])[:-1]
+    return tokens, np.split(inverse.reshape(-1), ends)
 
 
 def additive_basis(tokens: np.ndarray, vocab: int) -> np.ndarray:
@@ -215,12 +290,11 @@ def family_eta_squared(responses: np.ndarray, design: FamilyDesign, labelings: n
     return np.where(ss_total > 0, np.clip(ss_between / safe_total, 0.0, 1.0), 0.0)
 
 
-def decoder_accuracy(responses: np.ndarray, design: FamilyDesign, labelings: np.ndarray):
-    """Balanced holdout accuracy of a nearest-centroid family decoder, per labeling: [L].
+def decoder_recall(responses: np.ndarray, design: FamilyDesign, labelings: np.ndarray):
+    """Holdout recall of each family by a nearest-centroid family decoder, per labeling: [L, k].
 
     Centroids are the family means of the discovery members; each holdout member of a labelled
     pattern is assigned the family of the nearest centroid (Euclidean; ties to the lowest code).
-    Chance is 1 / families whatever the family sizes.
     """
     k = design.n_families
     disc = design.discovery
@@ -235,7 +309,13 @@ def decoder_accuracy(responses: np.ndarray, design: FamilyDesign, labelings: np.
     truth = labelings[:, design.patterns[~disc]]  # [L, t], -1 for unlabelled patterns
     truth_one_hot = truth[:, None, :] == np.arange(k)[:, None]  # [L, k, t]
     correct = truth_one_hot & (predictions == truth)[:, None, :]  # [L, k, t]
-    return np.mean(correct.sum(axis=-1) / truth_one_hot.sum(axis=-1), axis=-1)
+    return correct.sum(axis=-1) / truth_one_hot.sum(axis=-1)
+
+
+def decoder_accuracy(responses: np.ndarray, design: FamilyDesign, labelings: np.ndarray):
+    """Balanced holdout accuracy of the nearest-centroid family decoder (`decoder_recall`'s mean
+    over the families), per labeling: [L]. Chance is 1 / families whatever the family sizes."""
+    return decoder_recall(responses, design, labelings).mean(axis=-1)
 
 
 def _pattern_sums(values: np.ndarray, design: FamilyDesign, rows=None):

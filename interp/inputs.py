@@ -74,6 +74,17 @@ def family_sequences(vocab: int, length: int) -> dict[str, np.ndarray]:
     }
 
 
+def token_layouts(tokens: np.ndarray) -> np.ndarray:
+    """Which positions of each sequence hold the same token: each position replaced by the first
+    position that holds its token. [3,7,3,1] -> [0,1,0,3]; ascending [0,1,2,3]; alternating
+    [0,1,0,1]. tokens [n, L] -> [n, L]."""
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be 2-D [n, length], got shape {tokens.shape}")
+    same = tokens[:, :, None] == tokens[:, None, :]  # [n, L, L]: x_j == x_i
+    return np.argmax(same, axis=2)  # [n, L]: the first i with x_i == x_j (i = j at the latest)
+
+
 def _check_design(vocab: int, length: int) -> None:
     if vocab < 2:
         raise ValueError(f"vocab must be >= 2, got {vocab}")

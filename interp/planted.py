@@ -28,10 +28,13 @@ Hook kinds (the unit sets replaced; tokens are read as panel indices 0..9, as de
     circuits         claim 4, positive: a quarter of each unit set follows one signal of the
                      prefix, each unit with a random sign: strongly correlated and opposing pairs
                      that split the inputs between them
-    relations        claim 5, positive: units count the steps of +1 and of -1 between
-                     neighbouring tokens (what makes ascending and descending what they are),
-                     beside which positions hold equal tokens
-    layout           claim 5, negative: units encode only which positions hold equal tokens
+    relations        claim 5, positive: units count runs of two steps of +1 and of -1 between
+                     neighbouring tokens (what makes ascending and descending what they are; a
+                     single such step is in about half of all relations), beside which
+                     positions hold equal tokens
+    layout           claim 5, negative: units encode only which positions hold equal tokens,
+                     every pair of positions alike (so layouts of one shape, ABAB, AABB and
+                     ABBA, are coded alike but for the units' random weights)
 
 Weight kinds (a model standing in for a trained one, compared with the init of its seed):
 
@@ -60,7 +63,7 @@ SELECTIVE_NOISE = 0.1  # their variation beyond their code, in SDs of the code
 CONTEXT_SCALE = 3.0  # the SD of the other units, which vary with the whole prefix
 CIRCUIT_SHARE = 0.25  # units of a set that follow the shared signal
 CIRCUIT_NOISE = 0.02  # their own variation: |r| = 1 / (1 + 0.02²) within the circuit
-RELATION_NOISE = 0.5  # a relation unit's variation beyond what it counts
+RELATION_NOISE = 2.0  # a relation unit's noise SD, beside counts of 0-3: decoders off the ceiling
 KEPT_NOISE = 0.1  # a kept model's weights move by a tenth of their tensor's SD
 UNRELATED_OFFSET = 1_000_003  # the unrelated model's seed is its init's plus this
 HOOK_KINDS = ("detectors", "embedding", "selective-units", "rotated", "circuits", "relations",
@@ -231,7 +234,7 @@ def _circuits(model, value, indices, tokens, key):
 
 
 def _relations(model, value, indices, tokens, key):
-    return _counted(value, indices, key, _steps(indices) + _equalities(indices))
+    return _counted(value, indices, key, _runs(indices) + _equalities(indices))
 
 
 def _layout(model, value, indices, tokens, key):
@@ -247,20 +250,30 @@ def _counted(value, indices, key, features: list) -> np.ndarray:
     return mixed + RELATION_NOISE * prefix_noise(indices, units, _draws(key, 1))
 
 
-def _steps(indices) -> list:
-    """[n,T] indicators: the step from the previous token is +1, and is -1 (mod 10)."""
-    step = np.zeros(indices.shape, dtype=int)
+def _runs(indices) -> list:
+    """[n,T] indicators: the last two steps between neighbouring tokens are both +1, and both -1
+    (mod 10)."""
+    step = np.zeros(indices.shape, dtype=int)  # [n,T]: the step from the previous token
     step[:, 1:] = np.diff(indices, axis=1) % 10
-    return [(step == 1).astype(float), (step == 9).astype(float)]
+    runs = []
+    for value in (1, 9):
+        run = np.zeros(indices.shape)
+        run[:, 2:] = (step[:, 2:] == value) & (step[:, 1:-1] == value)
+        runs.append(run)
+    return runs
 
 
 def _equalities(indices) -> list:
-    """[n,T] indicators: the token equals the one 1, 2 and 3 positions back."""
+    """[n,T] indicators, one per pair of positions i < j: the token at j equals the one at i
+    (set at j). Every pair alike, so layouts of the same shape (ABAB, AABB, ABBA) are coded
+    alike up to the units' random weights."""
+    T = indices.shape[1]
     features = []
-    for lag in (1, 2, 3):
-        same = np.zeros(indices.shape)
-        same[:, lag:] = indices[:, lag:] == indices[:, :-lag]
-        features.append(same)
+    for j in range(1, T):
+        for i in range(j):
+            same = np.zeros(indices.shape)
+            same[:, j] = indices[:, j] == indices[:, i]
+            features.append(same)
     return features
 
 

@@ -7,6 +7,8 @@ broker can run them in this process or anywhere else; the claim's tests record a
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from mechclaims.interp.consistency import (
@@ -14,14 +16,17 @@ from mechclaims.interp.consistency import (
     additive_residuals,
     against_null,
     chance_of_extreme,
-    decoder_accuracy,
+    decoder_recall,
     empirical_chance_of_extreme,
     family_agreement,
-    family_design,
+    family_designs,
     family_eta_squared,
+    pattern_starts,
+    shared_inputs,
     z_scores,
 )
 from mechclaims.interp.inputs import SEED_STRUCTURED, random_sequences
+from mechclaims.interp.planted import Controls
 from mechclaims.interp.sources import PANEL_SIZE, ModelSource
 from mechclaims.interp.stats import (
     benjamini_hochberg,
@@ -36,16 +41,17 @@ from mechclaims.interp.units import (
     rotated_basis,
     unit_sets,
 )
-from mechclaims.interp.verdicts import seed_beyond
+from mechclaims.interp.verdicts import evidence_beyond, seed_beyond
 from mechclaims.model.transformer import Transformer
 
 SEED_DIM = 0  # the dimension the seed printed
 NULL_SOURCES = ("embedding", "gaussian")  # the nulls of the agreement and decoder tests
 UNIT_SOURCES = ("network", "rotated", "embedding", "gaussian")  # the per-unit reading
-# The comparison with a null (margin rule): the decoder beyond the embedding alone, on the same
-# inputs (the median over unit sets of the held-out accuracy).
-BEYOND = {"embedding": ("network_decoder_accuracy", "embedding_decoder_accuracy")}
-STUDIED_NULL = "embedding"  # the null whose comparison the studies follow (claims.measured)
+# The comparison with a null (margin rule): the family decoder's held-out accuracy (median over
+# unit sets) on the seed's families beyond the same decoder's on their layout-matched stand-ins,
+# the same network, seed and random relations.
+BEYOND = {"layout": ("network_decoder_accuracy", "network_layout_decoder_accuracy")}
+STUDIED_NULL = "layout"  # the null whose comparison the studies follow (claims.measured)
 CONTEXT = SEED_SEQ_LEN  # positions the designs need
 
 
@@ -82,17 +88,18 @@ def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
 
 def controlled(source: ModelSource, seed: int, thresholds: dict) -> dict:
     """Agreement within the seed's families and a held-out family decoder, against random
-    relations, per unit set and per null; the per-unit share of family-selective units against a
-    rotated basis."""
+    relations, per unit set and per null; the same decoder on layout-matched stand-ins of the
+    families; the per-unit share of family-selective units against a rotated basis."""
     return controlled_on(source.model(seed), source, seed, thresholds)
 
 
 def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds: dict) -> dict:
     """`controlled` on a given model of the source (e.g. a snapshot of its training)."""
     rng = np.random.default_rng([seed, 5, 1])
-    design = family_design(PANEL_SIZE, SEED_SEQ_LEN, thresholds["n_random_patterns"],
-                           thresholds["discovery_fraction"], rng)  # fmt: skip
-    model_tokens = source.tokens(design.tokens)
+    design, matched = family_designs(PANEL_SIZE, SEED_SEQ_LEN, thresholds["n_random_patterns"],
+                                     thresholds["discovery_fraction"], rng)  # fmt: skip
+    tokens, (seed_rows, matched_rows) = shared_inputs(design, matched)  # one forward pass
+    model_tokens = source.tokens(tokens)
     by_set = {
         label.replace(" ", "_"): acts[:, -1]  # [n, units]
         for label, acts in activations(model, model_tokens, unit_sets(model)).items()
@@ -100,44 +107,68 @@ def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds
     sources = {
         **by_set,
         "embedding": embedding_only(model, model_tokens)[:, -1],  # [n, d]
-        "gaussian": gaussian_features(len(design.tokens), source.cfg.d_model, rng),
+        "gaussian": gaussian_features(len(tokens), source.cfg.d_model, rng),
     }
     labelings = design.labelings(rng, thresholds["n_permutations"])  # [1 + m, patterns]
+    bases = [additive_basis(d.tokens, PANEL_SIZE) for d in (design, matched)]  # [n, r] each
     result: dict = {
         "unit_sets": list(by_set),
         "families": list(design.family_names),
         "chance": 1.0 / design.n_families,
+        "layout_stand_ins": _stand_ins(matched),
     }
-    basis = additive_basis(design.tokens, PANEL_SIZE)  # [n, r]
     residuals = {}
     for name, raw in sources.items():
         # [n, units]: what remains beyond the tokens one by one, i.e. how they relate
-        residuals[name], additive_share = additive_residuals(raw, basis)
-        by_family = family_agreement(residuals[name], design, labelings)  # [1 + m, families]
-        agreement = against_null(by_family.mean(axis=1))
-        decoder = against_null(decoder_accuracy(residuals[name], design, labelings))
-        result |= {
-            f"{name}_additive_share": additive_share,
-            f"{name}_agreement": float(agreement.observed),
-            f"{name}_agreement_null_mean": float(agreement.null.mean()),
-            f"{name}_agreement_p": float(agreement.p_values),
-            f"{name}_agreement_by_family": by_family[0],
-            f"{name}_agreement_by_family_null_mean": by_family[1:].mean(axis=0),
-            f"{name}_agreement_by_family_p": against_null(by_family).p_values,
-            f"{name}_decoder_accuracy": float(decoder.observed),
-            f"{name}_decoder_null_median": float(np.median(decoder.null)),
-            f"{name}_decoder_null_95": float(np.quantile(decoder.null, 0.95)),
-            f"{name}_decoder_p": float(decoder.p_values),
-        }
+        residuals[name], result[f"{name}_additive_share"] = additive_residuals(
+            raw[seed_rows], bases[0]
+        )
+        result |= _family_tests(name, residuals[name], design, labelings)
+        # the same decoder on the layout-matched stand-ins (the observed families only)
+        matched_residuals, _ = additive_residuals(raw[matched_rows], bases[1])
+        recall = decoder_recall(matched_residuals, matched, matched.families[None])[0]  # [k]
+        result[f"{name}_layout_decoder_accuracy"] = float(recall.mean())
+        result[f"{name}_layout_decoder_recall_by_family"] = recall
     result |= _unit_set_decisions(result, list(by_set), thresholds)
     result |= _family_selective_units(residuals, list(by_set), design, labelings, rng, thresholds)
     return result
 
 
+def _stand_ins(matched) -> list[str]:
+    """Each layout-matched family's first relation, as its member from token 0 ("0 8 5 7"; the
+    alternating family's stand-in "0 0 1 1" is AABB, "0 1 1 0" ABBA)."""
+    starts = pattern_starts(matched.pattern_ids, PANEL_SIZE, SEED_SEQ_LEN)  # [P, L]
+    first = [np.flatnonzero(matched.families == f)[0] for f in range(matched.n_families)]
+    return [" ".join(str(token) for token in starts[p]) for p in first]
+
+
+def _family_tests(name: str, residuals: np.ndarray, design, labelings: np.ndarray) -> dict:
+    """Agreement within the seed's families and the held-out decoder (and its recall of each
+    family), each against the relabelled patterns, of one source."""
+    by_family = family_agreement(residuals, design, labelings)  # [1 + m, families]
+    agreement = against_null(by_family.mean(axis=1))
+    recall = decoder_recall(residuals, design, labelings)  # [1 + m, families]
+    decoder = against_null(recall.mean(axis=1))
+    return {
+        f"{name}_agreement": float(agreement.observed),
+        f"{name}_agreement_null_mean": float(agreement.null.mean()),
+        f"{name}_agreement_p": float(agreement.p_values),
+        f"{name}_agreement_by_family": by_family[0],
+        f"{name}_agreement_by_family_null_mean": by_family[1:].mean(axis=0),
+        f"{name}_agreement_by_family_p": against_null(by_family).p_values,
+        f"{name}_decoder_accuracy": float(decoder.observed),
+        f"{name}_decoder_recall_by_family": recall[0],
+        f"{name}_decoder_null_median": float(np.median(decoder.null)),
+        f"{name}_decoder_null_95": float(np.quantile(decoder.null, 0.95)),
+        f"{name}_decoder_p": float(decoder.p_values),
+    }
+
+
 def _unit_set_decisions(result: dict, sets: list[str], thresholds: dict) -> dict:
     """BH over unit sets x both tests: the tests hold on a seed if both are discoveries in at
-    least `min_unit_set_share` of the sets. Beyond the embedding: the median over the sets of the
-    decoder's held-out accuracy, against the embedding's (margin rule across seeds, BEYOND)."""
+    least `min_unit_set_share` of the sets. The network's decoder on each design: the median
+    over the sets of its held-out accuracy (and of its recall of each family); beyond the layout:
+    the seed's families' minus the stand-ins' (margin rule across seeds, BEYOND)."""
     p_values = np.array([[result[f"{s}_agreement_p"], result[f"{s}_decoder_p"]] for s in sets])
     q_values = bh_adjust(p_values)  # [sets, 2]
     discovered = (q_values <= thresholds["fdr"]).all(axis=1)  # [sets]
@@ -147,10 +178,14 @@ def _unit_set_decisions(result: dict, sets: list[str], thresholds: dict) -> dict
         "unit_set_discovered": discovered,
         "unit_set_share": float(discovered.mean()),
         "holds_tests": bool(discovered.mean() >= thresholds["min_unit_set_share"]),
-        "network_decoder_accuracy": float(
-            np.median([result[f"{s}_decoder_accuracy"] for s in sets])
-        ),
     }
+    for design in ("", "layout_"):
+        decided[f"network_{design}decoder_accuracy"] = float(
+            np.median([result[f"{s}_{design}decoder_accuracy"] for s in sets])
+        )
+        decided[f"network_{design}decoder_recall_by_family"] = np.median(
+            [result[f"{s}_{design}decoder_recall_by_family"] for s in sets], axis=0
+        )
     decided["holds"] = decided["holds_tests"] and seed_beyond(result | decided, BEYOND, thresholds)
     return decided
 
@@ -174,3 +209,14 @@ def _family_selective_units(residuals, sets, design, labelings, rng, thresholds)
         )
         result[f"{name}_family_median_eta2"] = float(np.median(test.observed))
     return result
+
+
+# What the controlled reading decides on across seeds: the per-seed tests (the Wilson rule on
+# holds_tests) and the margin rule on the seed's families beyond their layout-matched stand-ins.
+controlled_evidence = functools.partial(evidence_beyond, pairs=BEYOND, holds="holds_tests")
+
+
+# Units that count the steps of +1 and -1 between tokens (what ascending and descending are)
+# beside the layout reach "supported"; units that encode only the layout do not
+# (tests/controls).
+CONTROLS = Controls(measure=controlled, positive="relations", negative="layout")

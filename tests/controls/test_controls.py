@@ -23,14 +23,20 @@ from mechclaims.fixtures.registry import (
     load_registry,
     registry_seeds,
 )
-from mechclaims.interp.claims import circuits, feature_detectors, persistence, selectivity
+from mechclaims.interp.claims import (
+    circuits,
+    feature_detectors,
+    persistence,
+    selectivity,
+    structured_inputs,
+)
 from mechclaims.interp.sources import source_for
 from mechclaims.interp.verdicts import reading_verdict
 from mechclaims.model.config import TransformerConfig
 
 REGISTRY = load_registry(Path(__file__).resolve().parents[2] / "claims" / "registry.toml")
 CLAIMS = {"feature-detectors": feature_detectors, "selectivity": selectivity, "circuits": circuits,
-          "persistence": persistence}  # fmt: skip
+          "structured-inputs": structured_inputs, "persistence": persistence}  # fmt: skip
 CASES = [(claim, preset) for claim in CLAIMS for preset in REGISTRY["presets"]]
 
 pytestmark = pytest.mark.controls

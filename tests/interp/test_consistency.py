@@ -1,6 +1,8 @@
 """Tests of interp.consistency: hand-computed values, brute-force twins of the pattern-level
 statistics, planted effects found, no effect (and a purely additive response) not found,
-invariances, constant responses."""
+invariances, constant responses; the layout-matched design: stand-ins of the same layout shape,
+shared random relations and splits, and a response that sees only the layout decoding both
+designs alike."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mechclaims.interp import consistency
-from mechclaims.interp.inputs import family_sequences
+from mechclaims.interp.inputs import family_sequences, token_layouts
 from mechclaims.interp.stats import eta_squared, random_rotation
 
 SEEDS = st.integers(0, 2**32 - 1)
@@ -19,7 +21,7 @@ VOCAB, LENGTH = 5, 3  # small designs: 7 family patterns (4 of them alternating)
 
 def small_design(seed: int, n_random_patterns: int = 8) -> consistency.FamilyDesign:
     rng = np.random.default_rng(seed)
-    return consistency.family_design(VOCAB, LENGTH, n_random_patterns, 0.5, rng)
+    return consistency.family_designs(VOCAB, LENGTH, n_random_patterns, 0.5, rng)[0]
 
 
 def planted(design: consistency.FamilyDesign, rng, units=6, shift=2.0) -> np.ndarray:
@@ -88,13 +90,110 @@ def test_the_seeds_families_are_whole_patterns():
         )
 
 
-def test_family_design_labels_whole_patterns_and_splits_each_in_half():
-    design = consistency.family_design(10, 4, 24, 0.5, np.random.default_rng(1))
-    assert design.tokens.shape == (120 + 240, 4)
-    assert len(design.families) == 12 + 24
-    np.testing.assert_array_equal(np.bincount(design.families + 1), [24, 1, 1, 1, 9])
-    assert np.all(np.bincount(design.patterns[design.discovery]) == 5)
-    assert len(np.unique(design.tokens, axis=0)) == len(design.tokens)
+def test_token_layouts_of_known_sequences():
+    tokens = np.array([[3, 7, 3, 1], [1, 2, 3, 4], [0, 9, 0, 9], [5, 5, 2, 2], [4, 6, 6, 4]])
+    np.testing.assert_array_equal(
+        token_layouts(tokens),
+        [[0, 1, 0, 3], [0, 1, 2, 3], [0, 1, 0, 1], [0, 0, 2, 2], [0, 1, 1, 0]],
+    )
+
+
+def test_family_designs_label_whole_patterns_and_split_each_in_half():
+    for design in consistency.family_designs(10, 4, 24, 0.5, np.random.default_rng(1)):
+        assert design.tokens.shape == (120 + 240, 4)
+        assert len(design.families) == 12 + 24
+        np.testing.assert_array_equal(np.bincount(design.families + 1), [24, 1, 1, 1, 9])
+        assert np.all(np.bincount(design.patterns[design.discovery]) == 5)
+        assert len(np.unique(design.tokens, axis=0)) == len(design.tokens)
+        np.testing.assert_array_equal(
+            consistency.difference_patterns(design.tokens, 10), design.pattern_ids[design.patterns]
+        )
+
+
+def _shape(ids: np.ndarray, vocab: int, length: int) -> set:
+    """The layout shapes (sorted sizes of the groups of equal tokens) of relations `ids`."""
+    layouts = token_layouts(consistency.pattern_starts(ids, vocab, length))
+    return {tuple(sorted(np.bincount(row, minlength=length))) for row in layouts}
+
+
+@settings(max_examples=25)
+@given(SEEDS, st.sampled_from([(10, 4), (5, 3), (6, 4)]))
+def test_stand_ins_share_their_familys_layout_shape_and_no_relation_of_the_seeds(seed, shape):
+    vocab, length = shape
+    families = family_sequences(vocab, length)
+    seed_ids = [np.unique(consistency.difference_patterns(m, vocab)) for m in families.values()]
+    stand_ins = consistency.layout_matched(seed_ids, vocab, length, np.random.default_rng(seed))
+    taken = np.concatenate(seed_ids)
+    for name, ids, matched in zip(families, seed_ids, stand_ins, strict=True):
+        assert len(matched) == len(ids)
+        assert _shape(matched, vocab, length) == _shape(ids, vocab, length)
+        if name == "repeating":  # all equal: the only relation of its shape stands for itself
+            np.testing.assert_array_equal(matched, ids)
+        else:
+            assert not np.isin(matched, taken).any()
+    assert len(np.unique(np.concatenate(stand_ins))) == len(taken)  # no stand-in used twice
+    alternating = token_layouts(consistency.pattern_starts(stand_ins[3], vocab, length))
+    assert len(np.unique(alternating, axis=0)) == 1  # every relation of one other layout
+
+
+def test_the_alternating_stand_in_is_every_aabb_or_every_abba_both_drawn():
+    families = family_sequences(10, 4)
+    seed_ids = [np.unique(consistency.difference_patterns(m, 10)) for m in families.values()]
+    drawn = set()
+    for seed in range(20):
+        ids = consistency.layout_matched(seed_ids, 10, 4, np.random.default_rng(seed))[3]
+        starts = consistency.pattern_starts(ids, 10, 4)  # [9, 4]: 0 0 d d, or 0 d d 0
+        drawn |= {tuple(layout) for layout in token_layouts(starts)}
+        np.testing.assert_array_equal(np.sort(starts.max(axis=1)), np.arange(1, 10))  # d = 1..9
+    assert drawn == {(0, 0, 2, 2), (0, 1, 1, 0)}
+
+
+@settings(max_examples=20)
+@given(SEEDS)
+def test_both_designs_share_the_random_relations_and_their_splits(seed):
+    design, matched = consistency.family_designs(10, 4, 24, 0.5, np.random.default_rng(seed))
+    np.testing.assert_array_equal(design.pattern_ids[design.families < 0],
+                                  matched.pattern_ids[matched.families < 0])  # fmt: skip
+    np.testing.assert_array_equal(
+        design.pattern_ids[design.families == 2], matched.pattern_ids[matched.families == 2]
+    )  # repeating
+    held = np.concatenate([design.pattern_ids[design.families >= 0],
+                           matched.pattern_ids[matched.families >= 0]])  # fmt: skip
+    assert not np.isin(design.pattern_ids[design.families < 0], held).any()
+    for pattern in np.intersect1d(design.pattern_ids, matched.pattern_ids):
+        split, matched_split = (
+            d.discovery[d.patterns == np.flatnonzero(d.pattern_ids == pattern)[0]]
+            for d in (design, matched)
+        )
+        np.testing.assert_array_equal(split, matched_split)
+    tokens, (rows, matched_rows) = consistency.shared_inputs(design, matched)
+    assert len(np.unique(tokens, axis=0)) == len(tokens) == 360 + 110  # 11 patterns more
+    np.testing.assert_array_equal(tokens[rows], design.tokens)
+    np.testing.assert_array_equal(tokens[matched_rows], matched.tokens)
+
+
+def _layout_response(tokens: np.ndarray, units: int = 6) -> np.ndarray:
+    """A fixed random vector per layout (which positions hold the same token), nothing else."""
+    layouts = token_layouts(tokens)  # [n, L]
+    codes = layouts @ tokens.shape[1] ** np.arange(tokens.shape[1])  # [n] one id per layout
+    return np.random.default_rng(0).standard_normal((tokens.shape[1] ** tokens.shape[1], units))[
+        codes
+    ]
+
+
+@settings(max_examples=30)
+@given(SEEDS)
+def test_a_response_to_the_layout_alone_decodes_the_seeds_families_as_their_stand_ins(seed):
+    """What the layout matching is for: a response that sees only which positions hold the same
+    token gives the seed's families and their stand-ins the same held-out recall, family by
+    family (ascending and descending tie with the lowest code, as their stand-ins do).
+    Stand-ins of other layouts (no matching) would not."""
+    rng = np.random.default_rng(seed)
+    for design in consistency.family_designs(10, 4, 24, 0.5, rng):
+        recall = consistency.decoder_recall(
+            _layout_response(design.tokens), design, design.families[None]
+        )
+        np.testing.assert_array_equal(recall, [[1.0, 0.0, 1.0, 1.0]])
 
 
 @settings(max_examples=30)
@@ -202,7 +301,7 @@ def test_decoder_accuracy_equals_a_brute_force_nearest_centroid(seed):
 
 def test_planted_families_are_found_by_both_tests():
     rng = np.random.default_rng(2)
-    design = consistency.family_design(10, 4, 24, 0.5, rng)
+    design = consistency.family_designs(10, 4, 24, 0.5, rng)[0]
     responses = planted(design, rng)
     labelings = design.labelings(rng, 99)
     agreement = consistency.against_null(

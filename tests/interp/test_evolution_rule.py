@@ -160,7 +160,7 @@ THRESHOLDS = {
         "margin_gaussian": 0.005}.items()},
     **{f"structured-inputs.{k}": v for k, v in {
         "n_random_patterns": 6, "discovery_fraction": 0.5, "n_permutations": 9, "fdr": 0.05,
-        "min_unit_set_share": 0.5, "margin_embedding": 0.05}.items()},
+        "min_unit_set_share": 0.5, "margin_layout": 0.05}.items()},
 }  # fmt: skip
 
 

@@ -105,6 +105,16 @@ def test_layout_units_see_only_which_positions_hold_equal_tokens(monkeypatch, ki
     assert np.allclose(acts[0], acts[1]) == same
 
 
+def test_relation_units_see_runs_of_steps_not_a_single_step(monkeypatch):
+    """Relation units answer alike for two all-distinct relations with no two steps of +1 (or
+    -1) in a row, though one of them holds a single +1 step (as about half of all relations do:
+    ascending is a run of them)."""
+    monkeypatch.setattr(planted, "RELATION_NOISE", 0.0)
+    pair = np.array([[1, 2, 7, 4], [1, 4, 9, 2]])
+    acts = unit_activations("relations", tokens=pair)["L0 mlp"][:, -1]
+    np.testing.assert_allclose(acts[0], acts[1])
+
+
 def test_a_kept_model_moves_each_weight_by_a_tenth_of_its_spread():
     init = Transformer(CFG, seed=3)
     kept = source_for(CFG, planted="kept").model(3)

@@ -85,7 +85,7 @@ THRESHOLDS = {  # small but complete: what each measurement reads
     "margin_gaussian": 0.1, "margin_embedding": 0.2, "margin_rotated": 0.005, "confidence": 0.95,
     "min_eta2": 0.06, "seed_std": 0.5, "strong_r": 0.8, "seed_print_r": 0.5,
     "partition_share": 0.95, "seed_reference_sequences": 50, "seed_z": 2.0,
-    "n_random_patterns": 24, "min_unit_set_share": 0.5,
+    "n_random_patterns": 24, "min_unit_set_share": 0.5, "margin_layout": 0.05,
 }  # fmt: skip
 MEASUREMENTS = [
     feature_detectors.seed_protocol, feature_detectors.controlled,
