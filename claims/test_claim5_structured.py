@@ -111,7 +111,8 @@ def test_controlled(evidence, memo, model_source, seed, thresholds):
         verdict="supported" if controlled_result["holds"] else "refuted",
         **{key: value for key, value in controlled_result.items() if key != "holds"},
     )
-    accuracies = [controlled_result[f"{s}_decoder_accuracy"] for s in [*sets, *NULL_SOURCES]]
+    accuracies = [controlled_result[f"{s}_{design}decoder_accuracy"]
+                  for s in [*sets, *NULL_SOURCES] for design in ("", "layout_")]  # fmt: skip
     assert all(0.0 <= accuracy <= 1.0 for accuracy in accuracies)
     assert all(0.0 < controlled_result[f"{s}_agreement_p"] <= 1.0 for s in sets)
 
