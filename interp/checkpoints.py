@@ -32,18 +32,19 @@ judged against the N others of its group: every judgement is that of a random ch
 independent baselines, the groups are independent (a rate estimated against one shared set of
 baselines would be the rate given those baselines), and the measurements are shared (a member is
 measured once, judged once and a baseline N times). Within a group the judge's verdicts are not
-independent: the max-T judge flags the members whose smallest p over the readings ranks among the
-floor(level (N + 1)) smallest of the group's (adjusted p <= level), exactly one per group with
-N = 20 at 0.05, two at twice the level. Decision (`calibration_critical`): the count of
-unlike-random judgements among the G (N + 1), held against Binomial(G (N + 1), level) by the exact
-one-sided test at 1 - confidence; the judge is miscalibrated if the count reaches the critical
-count. Its error rates are stated for independent judgements (`calibration_power`): a judge of
-rate at most the level fails at most 1 - confidence of the time, one of twice the level at least
-with the stated power. Judges whose verdicts within a group vary less than independent ones (the
-max-T judge not at all; the t's own p-values at a quarter to two thirds of the binomial variance,
-simulated) fail less often at the level and more often at twice it
-(tests/interp/test_checkpoint_stats.py); one whose verdicts rose and fell together by group
-(a group flagged whole, or not at all) would fail more often than stated.
+independent: the max-T judge flags the members whose smallest p over the readings ranks among
+the floor(level (N + 1)) smallest of the group's (adjusted p <= level; fewer where members tie),
+one per group with N = 20 at 0.05, two at twice the level. Decision (`calibration_critical`):
+the count of unlike-random judgements among the G (N + 1), held against Binomial(G (N + 1),
+level) by the exact one-sided test at 1 - confidence; the judge is miscalibrated if the count
+reaches the critical count. Its error rates are stated for independent judgements
+(`calibration_power`): a judge of rate at most the level fails at most 1 - confidence of the
+time, one of twice the level at least with the stated power. Judges whose verdicts within a
+group vary less than independent ones (the max-T judge not at all; the t's own p-values at a
+quarter to two thirds of the binomial variance, simulated in
+tests/interp/test_checkpoint_stats.py) are judged conservatively: their count varies less than
+the test allows for; one whose verdicts rose and fell together by group (a group flagged whole,
+or not at all) would fail a calibrated judge more often than stated.
 """
 
 from __future__ import annotations
