@@ -5,10 +5,10 @@ are significantly token- and position-selective (one-way ANOVA, Bonferroni, eta 
 0.1-0.8)", and this selectivity persists through training (5 seeds).
 
 Each (preset, seed) model, with the claim's own config of its preset (registry `config_for`:
-tiny-mha without its causal mask, as the notebook's model), is trained once as the notebook
-trained it (Adam at a constant rate, 10 epochs in order over a fixed set of 500 sequences of its
-families, batches of 32); the untrained twin is kept. Both readings ask their question of that
-one trained model.
+float32 as the notebook computed, tiny-mha without its causal mask as the notebook's model), is
+trained once as the notebook trained it (Adam at a constant rate, 10 epochs in order over a fixed
+set of 500 sequences of its families, batches of 32); the untrained twin is kept. Both readings
+ask their question of that one trained model.
 
 Seed protocol: the notebook's one-way ANOVA of every MLP neuron by token and by position, with
 Bonferroni over a layer's neurons, on random sequences of length 8. A seed holds if (a) at least

@@ -10,9 +10,10 @@ decay, no clipping, no warmup), `train_epochs` passes in order over a fixed data
 `train_samples` sequences of length 8 drawn by its `create_training_data` (`notebook_sequences`),
 in batches of `train_batch_size`, the last one partial. The model is the source's, with the
 claim's own config of its preset (the registry's `config_for`: the notebook's model had no
-attention mask). What training taught is measured on `family_samples` fresh sequences of each of
-the notebook's families: the structured ones decide the precondition, the random one shows a
-model that reads the token it is asked to predict (an unmasked one can).
+attention mask, and it computed in float32). What training taught is measured on
+`family_samples` fresh sequences of each of the notebook's families: the structured ones decide
+the precondition, the random one shows a model that reads the token it is asked to predict (an
+unmasked one can).
 """
 
 from __future__ import annotations
