@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mechclaims.interp.inputs import balanced_sequences, family_sequences, random_sequences
+from mechclaims.interp.inputs import balanced_sequences, random_sequences
 from mechclaims.interp.persistence import (
     TrainedPair,
     anova_by_factor,
@@ -61,9 +61,6 @@ BEYOND = {
     f"shuffled_{factor}": (f"{factor}_rank_correlation", f"{factor}_shuffled_rank_correlation")
     for factor in FACTORS
 }
-# The evolution study trains otherwise (the registry's `patterns` task by steps, claim 6's
-# training before issue 20): its task, budget and families (mechclaims.interp.claims.evolution).
-TASK = "patterns"
 
 
 def training(source: ModelSource, seed: int, thresholds: dict) -> TrainedPair:
@@ -87,29 +84,6 @@ def notebook_families(source: ModelSource, seed: int, samples: int) -> dict[str,
                                                  (family,)))
         for family in PATTERN_FAMILIES
     }  # fmt: skip
-
-
-def train_settings(thresholds: dict, seed: int, **more) -> TrainSettings:
-    """The evolution's training budget (train_steps, train_batch_size, train_lr, train_warmup),
-    and `more` settings."""
-    return TrainSettings(
-        steps=thresholds["train_steps"],
-        batch_size=thresholds["train_batch_size"],
-        lr=thresholds["train_lr"],
-        warmup=thresholds["train_warmup"],
-        seed=seed,
-        **more,
-    )
-
-
-def structured_families(source: ModelSource, task) -> dict[str, np.ndarray]:
-    """The evolution's families: {family: every member [n, T] as the source's token ids} of the
-    task's structured families (`inputs.family_sequences`, of PATTERN_FAMILIES)."""
-    return {
-        name: source.tokens(members)
-        for name, members in family_sequences(PANEL_SIZE, task.seq_len).items()
-        if name in PATTERN_FAMILIES
-    }
 
 
 def measure(source: ModelSource, seed: int, thresholds: dict) -> dict:
