@@ -96,28 +96,9 @@ MEASUREMENTS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("measure", MEASUREMENTS, ids=lambda m: f"{m.__module__[27:]}.{m.__name__}")
-def test_every_measurement_runs_on_a_large_vocabulary_and_sees_only_panel_tokens(measure):
-    """vocab 1000 (the first version stopped in claim 1); every token the model reads is a
-    panel id (a spy on the model's token check records them)."""
-    source = source_for(SMALL.replace(vocab_size=1000))
-    seen: set[int] = set()
-    original = Transformer.check_tokens
-
-    def recording(model, tokens):
-        checked = original(model, tokens)
-        seen.update(np.unique(checked).tolist())
-        return checked
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Transformer, "check_tokens", recording)
-        result = measure(source, 0, THRESHOLDS)
-    assert seen <= set(source.panel)
-    assert isinstance(result, dict)
-
-
-def test_claim_6_trains_on_the_panel(monkeypatch):
-    """...and reads only panel tokens in training and in the families' accuracy."""
+@pytest.fixture
+def tokens_seen(monkeypatch) -> set[int]:
+    """Every token id a model reads from now on (a spy on the model's token check)."""
     seen: set[int] = set()
     original = Transformer.check_tokens
 
@@ -127,10 +108,27 @@ def test_claim_6_trains_on_the_panel(monkeypatch):
         return checked
 
     monkeypatch.setattr(Transformer, "check_tokens", recording)
+    return seen
+
+
+@pytest.mark.parametrize("measure", MEASUREMENTS, ids=lambda m: f"{m.__module__[27:]}.{m.__name__}")
+def test_every_measurement_runs_on_a_large_vocabulary_and_sees_only_panel_tokens(
+    measure, tokens_seen
+):
+    """vocab 1000 (the first version stopped in claim 1); every token the model reads is a
+    panel id."""
+    source = source_for(SMALL.replace(vocab_size=1000))
+    result = measure(source, 0, THRESHOLDS)
+    assert tokens_seen <= set(source.panel)
+    assert isinstance(result, dict)
+
+
+def test_claim_6_trains_on_the_panel(tokens_seen):
+    """...and reads only panel tokens in training and in the families' accuracy."""
     thresholds = {"train_samples": 8, "train_epochs": 1, "train_batch_size": 4,
                   "train_lr": 0.01, "family_samples": 4}  # fmt: skip
     source = source_for(SMALL.replace(vocab_size=1000))
     pair = persistence.training(source, 0, thresholds)
     assert pair.trained.cfg.vocab_size == 1000
     assert set(pair.trained_accuracy) == {"ascending", "repeating", "alternating", "random"}
-    assert seen == set(source.panel)
+    assert tokens_seen == set(source.panel)
