@@ -21,8 +21,8 @@ import pytest
 from claim_plots import new_figure, source_style, threshold_line
 from mechclaims.fixtures.plugin import OPTIONS_KEY, REGISTRY_KEY, run_seeds
 from mechclaims.interp.checkpoints import CENTRAL_BAND
+from mechclaims.interp.claims.catalog import CLAIMS
 from mechclaims.interp.claims.checkpoint import (
-    MEASURES,
     READINGS,
     baseline_sources,
     judged,
@@ -91,7 +91,7 @@ def judging(claim: str, reading: str):
     return test
 
 
-for _claim in MEASURES:
+for _claim in CLAIMS:
     for _reading in READINGS:
         _test = judging(_claim, _reading)
         globals()[_test.__name__] = _test

@@ -33,6 +33,7 @@ from claim_plots import (
     sources_across_seeds,
 )
 from mechclaims.interp.claims.feature_detectors import (
+    CLAIM,
     SEED_DIM,
     SOURCES,
     chance_of_shared_top_feature,
@@ -42,51 +43,30 @@ from mechclaims.interp.claims.feature_detectors import (
 )
 from mechclaims.interp.units import SEED_UNITS
 
-CLAIM = "feature-detectors"
-STATEMENT = (
-    "Units of a random transformer are feature detectors: each fires for one token at one position."
-)
-MEASURES = {
-    "seed-protocol": seed_protocol,
-    "controlled": controlled,
-}  # what each reading asks memo for
+STATEMENT = CLAIM.statement
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
-def test_seed_protocol(evidence, memo, model_source, seed, thresholds):
-    seed_result = memo(seed_protocol, model_source, seed, thresholds)
-    holds = seed_result["shared_count"] >= thresholds["seed_min_shared"]
-    evidence.record(
-        statistic=seed_result["shared_count"],
-        threshold=thresholds["seed_min_shared"],
-        chance_rate=chance_of_shared_top_feature(thresholds),
-        verdict="supported" if holds else "refuted",
-        **{key: value for key, value in seed_result.items() if key != "responses"},
-    )
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT)
+def test_seed_protocol(read_seed, thresholds):
+    seed_result = read_seed()
     assert len(seed_result["top_sequences"]) == thresholds["seed_top"]
     assert 1 <= seed_result["shared_count"] <= thresholds["seed_top"]
     assert np.all(np.diff(seed_result["top_activations"]) <= 0)
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
-def test_controlled(evidence, memo, model_source, seed, thresholds):
-    controlled_result = memo(controlled, model_source, seed, thresholds)
-    evidence.record(
-        statistic=controlled_result["network_median_holdout_d"],
-        null_value=controlled_result["embedding_median_holdout_d"],
-        verdict="supported" if controlled_result["holds"] else "refuted",
-        **{key: value for key, value in controlled_result.items() if key != "holds"},
-    )
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT)
+def test_controlled(read_seed):
+    controlled_result = read_seed()
     for name in SOURCES:
         assert 0.0 <= controlled_result[f"{name}_confirmed_fraction"] <= 1.0
         assert not np.isnan(controlled_result[f"{name}_median_holdout_d"])
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
     results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
     counts = np.array([result["shared_count"] for result in results])
-    holds = counts >= thresholds["seed_min_shared"]
+    holds = CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
     chance = chance_of_shared_top_feature(thresholds)
     evidence.record(chance_rate=chance, observed_rate=float(holds.mean()))
     figure, (ax_top, ax_counts) = new_figure(2)
@@ -97,7 +77,7 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, 
     ax_counts.set_title(f"holds on {holds.sum()}/{len(seeds)} seeds; by chance {chance:.0%}",
                         fontsize=9)  # fmt: skip
     evidence.figure("top-5 printout and shared features per seed", figure)
-    judge(CLAIM, "seed-protocol", holds)
+    judge(CLAIM.id, "seed-protocol", holds)
 
 
 def _plot_top_sequences(ax, result: dict, seed: int) -> None:
@@ -118,7 +98,7 @@ def _plot_top_sequences(ax, result: dict, seed: int) -> None:
     ax.legend(fontsize=7, loc="upper right")
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
 def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
     results = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
     figure, (ax_effect, ax_fraction) = new_figure(2)
@@ -141,4 +121,4 @@ def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thr
     units = {"gaussian": "share of units", "embedding": "median Cohen's d"}
     evidence.figure("beyond the nulls (margin rule)",
                     beyond_nulls_figure(deciding, thresholds, units))  # fmt: skip
-    judge(CLAIM, "controlled", **deciding)
+    judge(CLAIM.id, "controlled", **deciding)

@@ -21,72 +21,56 @@ import numpy as np
 import pytest
 
 from claim_plots import SOURCE_COLOURS, across_seeds, new_figure, source_style, threshold_line
-from mechclaims.interp.claims.specific_hypothesis import FAMILY_ARRAYS, controlled, seed_protocol
+from mechclaims.interp.claims.specific_hypothesis import (
+    CLAIM,
+    FAMILY_ARRAYS,
+    controlled,
+    seed_protocol,
+)
 from mechclaims.interp.sources import PANEL_SIZE
 from mechclaims.interp.stats import (
     cross_correlation,
 )
 from mechclaims.interp.units import SEED_SEQ_LEN
 
-CLAIM = "specific-hypothesis"
-STATEMENT = "Dimension 0 of the residual stream after block 0 detects token 7 at position 3."
-MEASURES = {
-    "seed-protocol": seed_protocol,
-    "controlled": controlled,
-}  # what each reading asks memo for
+STATEMENT = CLAIM.statement
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
-def test_seed_protocol(evidence, memo, model_source, seed, thresholds):
-    seed_result = memo(seed_protocol, model_source, seed, thresholds)
-    holds = seed_result["effect"] >= thresholds["min_effect"]
-    evidence.record(
-        statistic=seed_result["effect"],
-        threshold=thresholds["min_effect"],
-        verdict="supported" if holds else "refuted",
-        **{key: value for key, value in seed_result.items() if key != "effect"},
-    )
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT)
+def test_seed_protocol(read_seed):
+    seed_result = read_seed()
     assert not np.isnan(seed_result["effect"])
     assert seed_result["std_without"] >= 0
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
-def test_controlled(evidence, memo, model_source, seed, thresholds):
-    result = memo(controlled, model_source, seed, thresholds)
-    evidence.record(
-        statistic=result["effect"],
-        threshold=thresholds["min_effect"],
-        null_value=result["embedding_effect"],
-        verdict="supported" if result["holds"] else "refuted",
-        **{
-            key: value
-            for key, value in result.items()
-            if key not in ("effect", "holds", *FAMILY_ARRAYS)
-        },
-    )
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT)
+def test_controlled(read_seed, model_source):
+    result = read_seed()
     assert result["effect_low"] <= result["effect"] <= result["effect_high"]
     assert 0.0 < result["p_value"] <= 1.0
     assert result["family_size"] == SEED_SEQ_LEN * PANEL_SIZE * model_source.cfg.d_model
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
-    effects = np.array([memo(seed_protocol, model_source, s, thresholds)["effect"] for s in seeds])
-    holds = effects >= thresholds["min_effect"]
+    results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
+    effects = np.array([result["effect"] for result in results])
+    holds = CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
     figure, (ax,) = new_figure(1, width=6.0)
     across_seeds(ax, effects, seeds, thresholds["min_effect"], "Glass's delta (the seed's effect)")
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_title(f"dim 0, token 7 at position 3, 100 vs 100 sequences; holds on "
                  f"{holds.sum()}/{len(seeds)} seeds", fontsize=9)  # fmt: skip
     evidence.figure("the seed's effect of token 7 at position 3 per seed", figure)
-    judge(CLAIM, "seed-protocol", holds)
+    judge(CLAIM.id, "seed-protocol", holds)
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
 def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
     results = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
     by_key = {key: np.array([r[key] for r in results]) for key in results[0] if
               key not in FAMILY_ARRAYS}  # fmt: skip
+    by_key["holds"] = CLAIM.readings["controlled"].seeds_hold(results, thresholds)
     correlation = (
         float(
             cross_correlation(by_key["effect"][:, None], by_key["embedding_effect"][:, None])[0, 0]
@@ -104,7 +88,7 @@ def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thr
     _plot_against_embedding(axes[1], by_key, correlation)
     _plot_family(axes[2], results[0], seeds[0], thresholds["min_effect"])
     evidence.figure("hand-picked hypothesis against its family and nulls", figure)
-    judge(CLAIM, "controlled", by_key["holds"])
+    judge(CLAIM.id, "controlled", by_key["holds"])
 
 
 def _plot_effects(ax, by_key: dict, seeds, threshold: float) -> None:

@@ -32,49 +32,32 @@ from claim_plots import (
     threshold_line,
 )
 from mechclaims.interp.claims.selectivity import (
+    CLAIM,
     SEED_PRINTED_DIMS,
     controlled,
     controlled_evidence,
     seed_protocol,
 )
 
-CLAIM = "selectivity"
-STATEMENT = "A random transformer holds many token- and position-selective units."
-MEASURES = {
-    "seed-protocol": seed_protocol,
-    "controlled": controlled,
-}  # what each reading asks memo for
+STATEMENT = CLAIM.statement
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
-def test_seed_protocol(evidence, memo, model_source, seed, thresholds):
-    seed_result = memo(seed_protocol, model_source, seed, thresholds)
-    holds = seed_result["seed_count"] >= thresholds["seed_min_count"]
-    evidence.record(
-        statistic=seed_result["seed_count"],
-        threshold=thresholds["seed_min_count"],
-        verdict="supported" if holds else "refuted",
-        **{key: value for key, value in seed_result.items() if key != "seed_count"},
-    )
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT)
+def test_seed_protocol(read_seed):
+    seed_result = read_seed()
     assert 0 <= seed_result["seed_count"] <= 2 * SEED_PRINTED_DIMS
     assert np.all(np.isfinite(seed_result["position_std_dims_0_9"]))
     assert np.all(np.isfinite(seed_result["token_std_dims_0_9"]))
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
-def test_controlled(evidence, memo, model_source, seed, thresholds):
-    controlled_result = memo(controlled, model_source, seed, thresholds)
-    evidence.record(
-        statistic=controlled_result["network_median_explained"],
-        null_value=controlled_result["embedding_median_explained"],
-        verdict="supported" if controlled_result["holds"] else "refuted",
-        **{key: value for key, value in controlled_result.items() if key != "holds"},
-    )
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT)
+def test_controlled(read_seed):
+    controlled_result = read_seed()
     fractions = [value for key, value in controlled_result.items() if key.endswith("_fraction")]
     assert all(0.0 <= fraction <= 1.0 for fraction in fractions)
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
     results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
     counts = np.array([result["seed_count"] for result in results])
@@ -90,10 +73,12 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, 
     ax_first.set_ylabel("std of group means (activation units)")
     ax_first.legend(fontsize=7)
     evidence.figure("selective dimensions by the seed's rule", figure)
-    judge(CLAIM, "seed-protocol", counts >= thresholds["seed_min_count"])
+    judge(
+        CLAIM.id, "seed-protocol", CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
+    )
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
 def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
     results = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
     sources = ("network", "embedding", "rotated", "gaussian")
@@ -113,4 +98,4 @@ def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thr
     units = {"gaussian": "share of units", "rotated": "median eta²"}
     evidence.figure("beyond the nulls (margin rule)",
                     beyond_nulls_figure(deciding, thresholds, units))  # fmt: skip
-    judge(CLAIM, "controlled", **deciding)
+    judge(CLAIM.id, "controlled", **deciding)

@@ -46,6 +46,7 @@ from mechclaims.interp.circuits import (
 )
 from mechclaims.interp.claims.circuits import (
     ABS_R_BINS,
+    CLAIM,
     POSITIONS,
     SOURCES,
     controlled,
@@ -55,24 +56,12 @@ from mechclaims.interp.claims.circuits import (
 from mechclaims.interp.sources import PANEL_SIZE
 from mechclaims.interp.units import SEED_UNITS
 
-CLAIM = "circuits"
-STATEMENT = "A random transformer holds strongly correlated and opposing unit pairs (circuits)."
-MEASURES = {
-    "seed-protocol": seed_protocol,
-    "controlled": controlled,
-}  # what each reading asks memo for
+STATEMENT = CLAIM.statement
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
-def test_seed_protocol(evidence, memo, model_source, seed, thresholds):
-    seed_result = memo(seed_protocol, model_source, seed, thresholds)
-    evidence.record(
-        statistic=min(seed_result["printed_above"], seed_result["printed_below"]),
-        threshold=1,
-        verdict="supported" if seed_result["holds"] else "refuted",
-        **{key: value for key, value in seed_result.items()
-           if key not in ("correlation_matrix", "holds")},
-    )  # fmt: skip
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT)
+def test_seed_protocol(read_seed, thresholds):
+    seed_result = read_seed()
     assert 1 <= seed_result["distinct_inputs"] <= PANEL_SIZE
     assert seed_result["pairs_above"] + seed_result["pairs_below"] <= seed_result["pairs"]
     shown = np.flatnonzero(seed_result["printed_partners"] >= 0)  # dims with a printed line
@@ -83,15 +72,9 @@ def test_seed_protocol(evidence, memo, model_source, seed, thresholds):
     assert 0.0 <= seed_result["chance_printed_holds"] <= 1.0
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
-def test_controlled(evidence, memo, model_source, seed, thresholds):
-    result = memo(controlled, model_source, seed, thresholds)["result"]
-    evidence.record(
-        statistic=result["pos3_network_rate"],
-        null_value=max(result[f"pos3_{null}_rate"] for null in SOURCES[1:]),
-        verdict="supported" if result["holds"] else "refuted",
-        **{key: value for key, value in result.items() if key != "holds"},
-    )
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT)
+def test_controlled(read_seed, thresholds):
+    result = read_seed()
     rates = [value for key, value in result.items() if key.endswith("_rate")]
     assert all(0.0 <= rate <= 1.0 for rate in rates)
     for source in SOURCES:  # each source's distinct rows: position 0 sees x_0 alone
@@ -101,14 +84,15 @@ def test_controlled(evidence, memo, model_source, seed, thresholds):
     assert result["pos3_embedding_n"] == PANEL_SIZE  # the embedding sees x_3 alone
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
     results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
-    _printout_figure(evidence, results, seeds, thresholds)
-    judge(CLAIM, "seed-protocol", [result["holds"] for result in results])
+    holds = CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
+    _printout_figure(evidence, results, holds, seeds, thresholds)
+    judge(CLAIM.id, "seed-protocol", holds)
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
 def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
     measured = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
     results = [entry["result"] for entry in measured]
@@ -120,10 +104,10 @@ def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thr
     units = dict.fromkeys(deciding["differences"], "strong-pair rate, share of pairs")
     evidence.figure("beyond the nulls (margin rule)",
                     beyond_nulls_figure(deciding, thresholds, units))  # fmt: skip
-    judge(CLAIM, "controlled", **deciding)
+    judge(CLAIM.id, "controlled", **deciding)
 
 
-def _printout_figure(evidence, results: list, seeds, thresholds: dict) -> None:
+def _printout_figure(evidence, results: list, holds, seeds, thresholds: dict) -> None:
     """What the seed printed: the first seed's matrix with its printed partners circled, and the
     printed r of dims 0-4 on every seed against the cut-offs, with chance's holding rate; beside
     them, ours and not deciding, every pair beyond +-0.8."""
@@ -154,7 +138,7 @@ def _printout_figure(evidence, results: list, seeds, thresholds: dict) -> None:
                            linewidth=0.8,
                            label=f"printed if |r| > {thresholds['seed_print_r']}" if sign > 0
                            else None)  # fmt: skip
-    held = sum(result["holds"] for result in results)
+    held = int(holds.sum())
     chance = np.mean([result["chance_printed_holds"] for result in results])
     ax_printed.set_title(f"printout beyond both signs on {held}/{len(results)} seeds;\ni.i.d. "
                          f"Gaussian units on the same inputs: {chance:.2f}",

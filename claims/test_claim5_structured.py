@@ -60,6 +60,7 @@ from claim_plots import (
     threshold_line,
 )
 from mechclaims.interp.claims.structured_inputs import (
+    CLAIM,
     NULL_SOURCES,
     SEED_DIM,
     UNIT_SOURCES,
@@ -76,48 +77,30 @@ from mechclaims.interp.stats import (
 from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS
 from mechclaims.model.__main__ import draw_attention_patterns
 
-CLAIM = "structured-inputs"
-STATEMENT = "Random features respond consistently to meaningful patterns."
-MEASURES = {
-    "seed-protocol": seed_protocol,
-    "controlled": controlled,
-}  # what each reading asks memo for
+STATEMENT = CLAIM.statement
 ATTENTION_STATEMENT = "The attention patterns of the seed's structured inputs, per preset."
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
-def test_seed_protocol(evidence, memo, model_source, seed, thresholds):
-    seed_result = memo(seed_protocol, model_source, seed, thresholds)
-    holds = seed_result["max_abs_z"] > thresholds["seed_z"]
-    evidence.record(
-        statistic=seed_result["max_abs_z"],
-        threshold=thresholds["seed_z"],
-        verdict="supported" if holds else "refuted",
-        inputs=list(SEED_STRUCTURED),
-        **{key: value for key, value in seed_result.items() if key != "reference_responses"},
-    )
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT)
+def test_seed_protocol(read_seed):
+    seed_result = read_seed()
+    assert seed_result["inputs"] == list(SEED_STRUCTURED)
     assert seed_result["responses"].shape == (len(SEED_STRUCTURED),)
     assert np.all(np.isfinite(seed_result["responses"]))
     assert 0.0 <= seed_result["chance_empirical"] <= 1.0
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
-def test_controlled(evidence, memo, model_source, seed, thresholds):
-    controlled_result = memo(controlled, model_source, seed, thresholds)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT)
+def test_controlled(read_seed):
+    controlled_result = read_seed()
     sets = controlled_result["unit_sets"]
-    evidence.record(
-        statistic=controlled_result["unit_set_share"],
-        threshold=thresholds["min_unit_set_share"],
-        verdict="supported" if controlled_result["holds"] else "refuted",
-        **{key: value for key, value in controlled_result.items() if key != "holds"},
-    )
     accuracies = [controlled_result[f"{s}_{design}decoder_accuracy"]
                   for s in [*sets, *NULL_SOURCES] for design in ("", "layout_")]  # fmt: skip
     assert all(0.0 <= accuracy <= 1.0 for accuracy in accuracies)
     assert all(0.0 < controlled_result[f"{s}_agreement_p"] <= 1.0 for s in sets)
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
     results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
     max_abs_z = np.array([result["max_abs_z"] for result in results])
@@ -129,9 +112,9 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, 
     ax_seeds.set_title(f"|z| > {thresholds['seed_z']:g} by chance for 4 random inputs: "
                        f"{chance:.2f}", fontsize=9)  # fmt: skip
     evidence.figure("the four structured inputs as z-scores among random sequences", figure)
-    holds = max_abs_z > thresholds["seed_z"]
+    holds = CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
     evidence.record(chance_rate=chance, observed_rate=float(holds.mean()))
-    judge(CLAIM, "seed-protocol", holds)
+    judge(CLAIM.id, "seed-protocol", holds)
 
 
 def _draw_seed_responses(ax, result: dict, seed: int, cut: float) -> None:
@@ -151,7 +134,7 @@ def _draw_seed_responses(ax, result: dict, seed: int, cut: float) -> None:
     ax.legend(fontsize=6, loc="best")
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
 def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
     results = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
     sets = results[0]["unit_sets"]
@@ -191,7 +174,7 @@ def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thr
     evidence.figure("beyond the layout (margin rule)",
                     beyond_nulls_figure(deciding, thresholds,
                                         {"layout": "held-out accuracy"}))  # fmt: skip
-    judge(CLAIM, "controlled", **deciding)
+    judge(CLAIM.id, "controlled", **deciding)
 
 
 def _layout_name(tokens) -> str:
@@ -280,7 +263,7 @@ def _agreement_figure(results: list[dict], sets: list[str]):
     return figure
 
 
-@pytest.mark.claim(f"{CLAIM}/attention", statement=ATTENTION_STATEMENT)
+@pytest.mark.claim(f"{CLAIM.id}/attention", statement=ATTENTION_STATEMENT)
 def test_attention_patterns(evidence, model_source, preset, seeds):
     model = model_source.model(seeds[0])
     tokens = structured_tokens()

@@ -49,8 +49,8 @@ from claim_plots import (
     threshold_line,
 )
 from mechclaims.interp.claims.persistence import (
-    BEYOND,
     CHANCE,
+    CLAIM,
     CURVE_SEEDS,
     FACTORS,
     controlled_evidence,
@@ -59,10 +59,7 @@ from mechclaims.interp.claims.persistence import (
 from mechclaims.interp.verdicts import cross_seed_verdict
 from mechclaims.model.tasks import PATTERN_FAMILIES
 
-CLAIM = "persistence"
-STATEMENT = "Selectivity present at initialization persists through training."
-# What each reading asks memo for (the broker plans every measurement from these).
-MEASURES = {"seed-protocol": measure, "controlled": measure}
+STATEMENT = CLAIM.statement
 
 
 def assert_trained(evidence, memo, model_source, seeds, thresholds: dict) -> None:
@@ -85,63 +82,24 @@ def assert_trained(evidence, memo, model_source, seeds, thresholds: dict) -> Non
     )
 
 
-ARRAYS = {"losses", "init_token_eta2", "init_position_eta2", "token_eta2_init",
-          "token_eta2_trained", "position_eta2_init", "position_eta2_trained"}  # fmt: skip
-
-
-def notebook_holds(result: dict, thresholds: dict) -> bool:
-    """The seed protocol on one seed: (nearly) all neurons selective at init, and most tracked
-    neurons' selectivity maintained through training."""
-    persistence = result["persistence"]
-    return bool(
-        result["init_both_share"] >= thresholds["seed_min_share"]
-        and persistence is not None
-        and persistence >= thresholds["seed_min_persistence"]
-    )
-
-
-def scalars(result: dict) -> dict:
-    """The result without its per-neuron and per-step arrays (kept for the figures)."""
-    return {key: value for key, value in result.items() if key not in ARRAYS | {"holds"}}
-
-
 def training_steps(thresholds: dict) -> int:
     """The notebook's steps: per epoch, its batches of the data set, the last one partial."""
     batches = math.ceil(thresholds["train_samples"] / thresholds["train_batch_size"])
     return thresholds["train_epochs"] * batches
 
 
-def beyond_shuffled(result: dict) -> dict[str, float]:
-    """{factor: rank correlation minus its shuffled null} of one seed: what the margin rule
-    decides on."""
-    return {name: result[network] - result[null] for name, (network, null) in BEYOND.items()}
-
-
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT)
-def test_seed_protocol(evidence, memo, model_source, seed, thresholds):
-    seed_result = memo(measure, model_source, seed, thresholds)["seed_protocol"]
-    evidence.record(
-        statistic=seed_result["persistence"],
-        threshold=thresholds["seed_min_persistence"],
-        verdict="supported" if notebook_holds(seed_result, thresholds) else "refuted",
-        **{key: value for key, value in scalars(seed_result).items() if key != "persistence"},
-    )
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT)
+def test_seed_protocol(read_seed, thresholds):
+    seed_result = read_seed()
     shares = [value for key, value in seed_result.items() if key.endswith("_share")]
     assert all(0.0 <= value <= 1.0 for value in shares)
     assert np.all(np.isfinite(seed_result["losses"]))
     assert seed_result["losses"].shape == (training_steps(thresholds),)
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT)
-def test_controlled(evidence, memo, model_source, seed, thresholds):
-    controlled_result = memo(measure, model_source, seed, thresholds)["controlled"]
-    differences = beyond_shuffled(controlled_result)
-    evidence.record(
-        statistic=min(differences.values()),
-        threshold=min(thresholds[f"margin_{name}"] for name in BEYOND),
-        verdict="supported" if controlled_result["holds"] else "refuted",
-        **scalars(controlled_result),
-    )
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT)
+def test_controlled(read_seed):
+    controlled_result = read_seed()
     for factor in FACTORS:
         assert 0.0 <= controlled_result[f"{factor}_persistence"] <= 1.0
         assert 0.0 < controlled_result[f"{factor}_overlap_p"] <= 1.0
@@ -150,24 +108,26 @@ def test_controlled(evidence, memo, model_source, seed, thresholds):
         assert phi is None or -1.0 <= phi <= 1.0
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
-    results = [memo(measure, model_source, seed, thresholds)["seed_protocol"] for seed in seeds]
+    reading = CLAIM.readings["seed-protocol"]
+    measured = [memo(measure, model_source, seed, thresholds) for seed in seeds]
+    results = [reading.result(each) for each in measured]
     evidence.figure(
         "selective neurons by the notebook's rule", seed_style_figure(results, seeds, thresholds)
     )
     evidence.figure("training", training_figure(results, seeds, thresholds))
-    judge(CLAIM, "seed-protocol", [notebook_holds(result, thresholds) for result in results])
+    judge(CLAIM.id, "seed-protocol", reading.seeds_hold(measured, thresholds))
     assert_trained(evidence, memo, model_source, seeds, thresholds)
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
 def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
     results = [memo(measure, model_source, seed, thresholds)["controlled"] for seed in seeds]
     evidence.figure(f"eta² at init and trained (seed {seeds[0]})", eta2_scatter(results[0]))
     evidence.figure("persistence against random matching", persistence_figure(results, seeds))
     deciding = controlled_evidence(results)
-    units = {name: f"{name.split('_')[1]} eta², Spearman r" for name in BEYOND}
+    units = {name: f"{name.split('_')[1]} eta², Spearman r" for name in CLAIM.beyond}
     evidence.figure("beyond shuffled neurons (margin rule)",
                     beyond_nulls_figure(deciding, thresholds, units))  # fmt: skip
     evidence.record(**{
@@ -175,7 +135,7 @@ def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thr
                                                         for r in results])
         for factor in FACTORS
     })  # fmt: skip
-    judge(CLAIM, "controlled", **deciding)
+    judge(CLAIM.id, "controlled", **deciding)
     assert_trained(evidence, memo, model_source, seeds, thresholds)
 
 

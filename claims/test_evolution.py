@@ -23,8 +23,10 @@ import numpy as np
 import pytest
 
 from claim_plots import OTHER_SOURCE, SOURCES, Source, threshold_line
-from mechclaims.fixtures.plugin import OPTIONS_KEY, preset_config, registry_entry, run_seeds
+from mechclaims.fixtures.plugin import OPTIONS_KEY, REGISTRY_KEY, claim_config, run_seeds
 from mechclaims.fixtures.registry import READING_WORDS, claim_thresholds
+from mechclaims.interp.claims.catalog import STUDIED
+from mechclaims.interp.claims.evolution import CONTEXT as TRAINED_CONTEXT
 from mechclaims.interp.claims.evolution import (
     STATISTICS,
     beyond_by_step,
@@ -34,7 +36,6 @@ from mechclaims.interp.claims.evolution import (
 )
 from mechclaims.interp.claims.measured import (
     NULL_NAMES,
-    UNITS,
     compared,
     studied_margin,
     studied_null,
@@ -45,8 +46,34 @@ from mechclaims.interp.verdicts import margin_verdict
 CLAIM = "evolution"
 READING = "evolution"
 STATEMENT = "The structure of random transformers emerges, persists or fades through training."
-MEASURES = {READING: trajectory}  # what each reading asks memo for
+CONTEXT = TRAINED_CONTEXT  # the positions its designs need (mechclaims.fixtures.plugin)
 pytestmark = pytest.mark.evolution
+
+
+def planned_measurements(item: pytest.Item) -> list[tuple]:
+    """What an evolution test asks memo for (the broker's plan, see measurements_of in
+    mechclaims.fixtures.plugin): its preset's trajectory for its seed or its seeds; the first
+    preset's cross-seed tests draw every preset's (one figure per claim)."""
+    config, params = item.config, item.callspec.params
+    if "seed" in params:
+        source, thresholds = preset_measurement(config, params["preset"])
+        return [(trajectory, source, params["seed"], thresholds)]
+    first = params["preset"] == config.stash[OPTIONS_KEY].presets[0]
+    presets = config.stash[OPTIONS_KEY].presets if first else [params["preset"]]
+    return [measurement for preset in presets
+            for measurement in preset_measurements(config, preset)]  # fmt: skip
+
+
+def preset_measurement(config: pytest.Config, preset: str) -> tuple:
+    """(source, thresholds) of the evolution on `preset`, as the fixtures make them."""
+    source = source_for(claim_config(config, CLAIM, preset), config.stash[OPTIONS_KEY].panel_rule)
+    return source, claim_thresholds(config.stash[REGISTRY_KEY]["claims"][CLAIM], preset)
+
+
+def preset_measurements(config: pytest.Config, preset: str) -> list[tuple]:
+    """Every (trajectory, source, seed, thresholds) of `preset`, over its seeds."""
+    source, thresholds = preset_measurement(config, preset)
+    return [(trajectory, source, seed, thresholds) for seed in run_seeds(config, CLAIM, preset)]
 
 
 @pytest.mark.claim(f"{CLAIM}/{READING}", statement=STATEMENT)
@@ -76,16 +103,16 @@ def test_trajectory(evidence, memo, model_source, seed, thresholds, statistic):
 @pytest.mark.claim(f"{CLAIM}/{READING}", statement=STATEMENT, decides=True)
 @pytest.mark.parametrize("statistic", STATISTICS)
 def test_evolution_across_seeds(
-    evidence, judge_word, memo, registry, pytestconfig, model_source, preset, seeds, thresholds,
+    evidence, judge_word, memo, pytestconfig, model_source, preset, seeds, thresholds,
     statistic,
 ):  # fmt: skip
     results = [memo(trajectory, model_source, seed, thresholds) for seed in seeds]
     decided = claim_verdict(results, statistic, thresholds)
     if preset == pytestconfig.stash[OPTIONS_KEY].presets[0]:  # one figure per claim
-        by_preset = every_preset(memo, registry, pytestconfig)
+        by_preset = every_preset(memo, pytestconfig)
         evidence.figure(f"{statistic} through training, every preset",
                         trajectories_figure(by_preset, statistic))  # fmt: skip
-    judge_word(READING, {"statistic": statistic, "preset": preset}, decided.word,
+    judge_word(READING, {"statistic": statistic, "preset": preset}, decided.verdict,
                decided.describe(), seeds_tested=decided.seeds, change_mean=decided.mean,
                change_low=decided.low, change_high=decided.high, margin=decided.margin,
                null=studied_null(statistic))  # fmt: skip
@@ -105,16 +132,13 @@ def assert_trained(evidence, results: list[dict], thresholds: dict) -> None:
     assert learned.verdict != "refuted", f"training did not teach the task: {learned.describe()}"
 
 
-def every_preset(memo, registry, pytestconfig) -> dict[str, tuple[list[dict], dict]]:
+def every_preset(memo, pytestconfig) -> dict[str, tuple[list[dict], dict]]:
     """{preset: (its trajectories over its seeds, its thresholds)} for every preset of the run."""
-    options = pytestconfig.stash[OPTIONS_KEY]
     by_preset = {}
-    for preset in options.presets:
-        source = source_for(preset_config(preset, options.overrides), options.panel_rule)
-        thresholds = claim_thresholds(registry_entry(registry, CLAIM), preset)
-        seeds = run_seeds(pytestconfig, CLAIM, preset)
-        by_preset[preset] = ([memo(trajectory, source, seed, thresholds) for seed in seeds],
-                             thresholds)  # fmt: skip
+    for preset in pytestconfig.stash[OPTIONS_KEY].presets:
+        measurements = preset_measurements(pytestconfig, preset)
+        by_preset[preset] = ([memo(*measurement) for measurement in measurements],
+                             preset_measurement(pytestconfig, preset)[1])  # fmt: skip
     return by_preset
 
 
@@ -141,7 +165,7 @@ def trajectories_figure(by_preset: dict[str, tuple[list[dict], dict]], statistic
         heldout = np.median([result["accuracy"] for result in results], axis=0)
         top.set_title(f"{preset}\naccuracy: families {structured[0]:.2f} → {structured[-1]:.2f}, "
                       f"held-out {heldout[0]:.2f} → {heldout[-1]:.2f}", fontsize=8)  # fmt: skip
-        top.set_ylabel(UNITS[statistic])
+        top.set_ylabel(STUDIED[statistic].studied_units)
         top.grid(alpha=0.3)
         top.legend(fontsize=7, loc="best")
         changes_panel(bottom, results, statistic, thresholds)
@@ -173,7 +197,7 @@ def changes_panel(ax, results: list[dict], statistic: str, thresholds: dict) -> 
     threshold_line(ax, margin, "+margin")
     threshold_line(ax, -margin, "-margin")
     ax.axhline(0.0, color="black", linewidth=0.6)
-    ax.set_title(f"{decided.word} ({len(results)} seeds, a line each)", fontsize=9)
+    ax.set_title(f"{decided.verdict} ({len(results)} seeds, a line each)", fontsize=9)
     ax.set_xlabel("training step")
     ax.set_ylabel(f"change of {compared(statistic)} since step 0")
     ax.grid(alpha=0.3)

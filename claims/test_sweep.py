@@ -28,9 +28,9 @@ import pytest
 from claim_plots import SOURCES, new_figure, threshold_line
 from mechclaims.fixtures.plugin import OPTIONS_KEY, REGISTRY_KEY, run_seeds
 from mechclaims.fixtures.registry import claim_thresholds
+from mechclaims.interp.claims.catalog import STUDIED
 from mechclaims.interp.claims.measured import (
     NULL_NAMES,
-    UNITS,
     compared,
     studied_margin,
     studied_null,
@@ -55,7 +55,6 @@ from mechclaims.model.config import TransformerConfig
 CLAIM = "sweep"
 READING = "sweep"
 STATEMENT = "Some architectural choice creates structure beyond the claims' nulls."
-MEASURES = {READING: measure}  # what each reading asks memo for
 pytestmark = pytest.mark.sweep
 
 
@@ -211,7 +210,7 @@ def sweep_figure(values, kept: dict, factors: dict, effects, joint, beyond, stat
             ax_map.plot(c, r, "o", color="black", markersize=3)
     limit = np.nanmax(np.abs(grid))
     image = ax_map.imshow(grid, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
-    figure.colorbar(image, ax=ax_map, label=f"{label}\n({UNITS[statistic]})")
+    figure.colorbar(image, ax=ax_map, label=f"{label}\n({STUDIED[statistic].studied_units})")
     ax_map.set_yticks(range(len(row_keys)), ["/".join(map(str, key)) for key in row_keys],
                       fontsize=6)  # fmt: skip
     ax_map.set_xticks(range(len(column_keys)), ["/".join(map(str, key)) for key in column_keys],
@@ -233,7 +232,7 @@ def sweep_figure(values, kept: dict, factors: dict, effects, joint, beyond, stat
     threshold_line(ax_effects, margin, "+margin", vertical=True)
     threshold_line(ax_effects, -margin, "-margin", vertical=True)
     ax_effects.set_yticks(positions, terms, fontsize=7)
-    ax_effects.set_xlabel(f"effect on {label}\n({UNITS[statistic]})")
+    ax_effects.set_xlabel(f"effect on {label}\n({STUDIED[statistic].studied_units})")
     ax_effects.set_title(f"main effects and interaction\n{effects.confidence:.2%} t-intervals "
                          f"across seeds (family-wise {thresholds['family_error']:g})",
                          fontsize=9)  # fmt: skip

@@ -33,7 +33,7 @@ part is, inconclusive otherwise. Each error rate is stated for the whole reading
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.special
@@ -102,8 +102,14 @@ class MarginVerdict:
     high: float
     margin: float  # the smallest difference of interest
     seeds: int
+    two_sided: bool = False  # a word of `margin_side`'s sides, against ±margin (a study's)
 
     def describe(self) -> str:
+        if self.two_sided:
+            return (
+                f"{self.verdict}: {self.name} {self.mean:.3g} [{self.low:.3g}, {self.high:.3g}] "
+                f"against ±{self.margin:g} ({self.seeds} seeds)"
+            )
         relation = {"supported": ">", "refuted": "<", "inconclusive": "straddles"}[self.verdict]
         return (
             f"network - {self.name} {self.mean:.3g} [{self.low:.3g}, {self.high:.3g}] "
@@ -148,6 +154,36 @@ def _interval_verdict(low: float, high: float, line: float) -> str:
     if high < line:
         return "refuted"
     return "inconclusive"
+
+
+SIDES = ("above", "below", "within", "undecided")
+
+
+def margin_side(values, margin: float, confidence: float) -> tuple[str, MarginVerdict]:
+    """Where the mean of `values` [seeds] lies against ±`margin`: above (its interval lies
+    above +margin), below (below -margin), within (inside (-margin, +margin): an equivalence,
+    a difference of the margin's size is excluded both ways) or undecided; and the margin
+    rule's account of it (mean and t-interval at `confidence`). Each side is the margin rule on
+    the values and on their negatives, so a side is wrong only when the interval misses the
+    truth: at most (1 - confidence) / 2 each way."""
+    up = margin_verdict(values, margin, confidence)
+    down = margin_verdict(-np.asarray(values, dtype=float), margin, confidence)
+    if up.verdict == "supported":
+        return "above", up
+    if down.verdict == "supported":
+        return "below", up
+    if up.verdict == down.verdict == "refuted":
+        return "within", up
+    return "undecided", up
+
+
+def sided_verdict(
+    values, margin: float, confidence: float, words: dict, name: str
+) -> MarginVerdict:
+    """`margin_side` of `values` as a two-sided verdict: the word `words[side]` for what
+    `name` measures, with the account's mean, interval, margin and seeds."""
+    side, account = margin_side(values, margin, confidence)
+    return replace(account, name=name, verdict=words[side], two_sided=True)
 
 
 def paired_differences(

@@ -17,37 +17,16 @@ checkpoints as the baselines (a pool of random inits judged against each other).
 from __future__ import annotations
 
 from mechclaims.interp.checkpoints import checkpoint_verdicts, single_case_test
-from mechclaims.interp.claims import (
-    circuits,
-    feature_detectors,
-    persistence,
-    selectivity,
-    specific_hypothesis,
-    structured_inputs,
-)
+from mechclaims.interp.claims.catalog import CLAIMS
+from mechclaims.interp.claims.declaration import Reading
 from mechclaims.interp.sources import ModelSource, baseline_source
 
 CHECKPOINT_INPUTS = 0  # the input seed the checkpoint and every baseline are measured with
-# The measurement of each claim's readings on a given model.
-MEASURES = {
-    "feature-detectors": {"seed-protocol": feature_detectors.seed_protocol,
-                          "controlled": feature_detectors.controlled},
-    "specific-hypothesis": {"seed-protocol": specific_hypothesis.seed_protocol,
-                            "controlled": specific_hypothesis.controlled},
-    "selectivity": {"seed-protocol": selectivity.seed_protocol,
-                    "controlled": selectivity.controlled},
-    "circuits": {"seed-protocol": circuits.seed_protocol, "controlled": circuits.controlled},
-    "structured-inputs": {"seed-protocol": structured_inputs.seed_protocol,
-                          "controlled": structured_inputs.controlled},
-    "persistence": {"controlled": persistence.against_init},
-}  # fmt: skip
-NEEDS_INITIALIZATION = {"persistence"}  # compares the model with its own initialization
 READINGS = ("seed-protocol", "controlled")
 
 
-def statistic(measured: dict, primary: dict) -> float:
+def statistic(values: dict, primary: dict) -> float:
     """The reading's primary statistic (registry `primary`) in one measurement's result."""
-    values = measured.get("result", measured)  # claim 4 keeps its figure data beside
     value = values[primary["statistic"]]
     return float(value - values[primary["minus"]] if "minus" in primary else value)
 
@@ -59,7 +38,7 @@ def not_applicable(claim: str, reading: str, entry: dict, source: ModelSource) -
         return f"the registry names no primary statistic of {claim}'s {reading} reading"
     if "not_applicable" in primary:
         return primary["not_applicable"]
-    if claim in NEEDS_INITIALIZATION and source.init_seed is None:
+    if CLAIMS[claim].needs_initialization and source.init_seed is None:
         return "it needs the model's own initialization, which this checkpoint does not record"
     return None
 
@@ -77,13 +56,13 @@ def baseline_sources(source: ModelSource, seeds) -> list[ModelSource]:
 
 
 def applicable(registry, source: ModelSource):
-    """(claim, reading, measure, entry, reason) of every claim and reading, in order; reason is
-    why the reading cannot judge this checkpoint, or None."""
-    for claim, readings in MEASURES.items():
+    """(claim, reading, its declaration, entry, reason) of every claim and reading, in order;
+    reason is why the reading cannot judge this checkpoint, or None."""
+    for claim, declared in CLAIMS.items():
         entry = registry["claims"][claim]
         for reading in READINGS:
             reason = not_applicable(claim, reading, entry, source)
-            yield claim, reading, None if reason else readings[reading], entry, reason
+            yield claim, reading, declared.reading(reading), entry, reason
 
 
 def measurements(registry, source: ModelSource, baselines: list[ModelSource]) -> list[tuple]:
@@ -91,8 +70,8 @@ def measurements(registry, source: ModelSource, baselines: list[ModelSource]) ->
     checkpoint's, then its baselines', reading by reading (the broker's plan of a checkpoint
     run)."""
     return [
-        (measure, each, CHECKPOINT_INPUTS, entry["thresholds"])
-        for _, _, measure, entry, reason in applicable(registry, source)
+        (declared.checkpoint_measure, each, CHECKPOINT_INPUTS, entry["thresholds"])
+        for _, _, declared, entry, reason in applicable(registry, source)
         if reason is None
         for each in (source, *baselines)
     ]
@@ -102,17 +81,23 @@ def single_cases(memo, registry, source: ModelSource, baselines: list[ModelSourc
     """{(claim, reading): SingleCase, or the reason it does not apply}, every claim and reading
     of the checkpoint `source` against `baselines` (memo computes each measurement once)."""
     cases = {}
-    for claim, reading, measure, entry, reason in applicable(registry, source):
+    for claim, reading, declared, entry, reason in applicable(registry, source):
         if reason:
             cases[claim, reading] = reason
             continue
         primary = entry["primary"][reading]
         value, *others = (
-            statistic(memo(measure, each, CHECKPOINT_INPUTS, entry["thresholds"]), primary)
+            statistic(measured_on(memo, declared, each, entry["thresholds"]), primary)
             for each in (source, *baselines)
         )
         cases[claim, reading] = single_case_test(value, others)
     return cases
+
+
+def measured_on(memo, reading: Reading, source: ModelSource, thresholds: dict) -> dict:
+    """The reading's result on `source`, as a checkpoint run measures it (memo: once)."""
+    measured = memo(reading.checkpoint_measure, source, CHECKPOINT_INPUTS, thresholds)
+    return reading.checkpoint_result(measured)
 
 
 def judged(memo, registry, source: ModelSource, baselines: list[ModelSource]) -> dict:

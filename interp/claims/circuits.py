@@ -25,6 +25,7 @@ from mechclaims.interp.circuits import (
     strongest_partners,
     upper_pairs,
 )
+from mechclaims.interp.claims.declaration import Claim, Reading
 from mechclaims.interp.inputs import all_sequences, distinct_prefix_rows, random_sequences
 from mechclaims.interp.planted import Controls
 from mechclaims.interp.sources import PANEL_SIZE, ModelSource
@@ -52,17 +53,12 @@ SEED_PRINTED_DIMS = 5  # the seed printed partners of dimensions 0-4 (`range(min
 SEED_CIRCUIT_UNITS = 32  # the seed's `flatten()[:min(32, d_model)]`: position 0, dims 0-31
 SEED_SAMPLES = 500
 CHANCE_DRAWS = 250  # Gaussian printouts a seed for the chance reference (20 seeds: SE <= 0.004)
-CONTEXT = SEED_SEQ_LEN  # positions the designs need
 SOURCES = ("network", "embedding", "rotated", "gaussian")
 POSITIONS = {"pos0": 0, "pos3": SEED_SEQ_LEN - 1}
 ABS_R_BINS = np.linspace(0.0, 1.0, 21)  # |r| histogram bins of the figures
 # The structure part's comparisons with nulls (margin rule): null -> (network's statistic, the
 # null's), measured on the same inputs: the strong-pair rate at the last position.
 BEYOND = {null: ("pos3_network_rate", f"pos3_{null}_rate") for null in SOURCES[1:]}
-# The null the studies follow (claims.measured): of the three, the one with headroom and power;
-# the embedding alone, tested with its 10 distinct inputs at position 3, can show almost no
-# strong pair, so "beyond the embedding" would say little more than "strong pairs exist".
-STUDIED_NULL = "rotated"
 
 
 def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
@@ -70,7 +66,7 @@ def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
     sequences; as its code did, the first min(32, d) entries of the flattened [positions, dims]
     output (position 0's dimensions 0-31, all of them when d <= 32), and for dimensions 0-4 the
     partner of largest |r|, printed if |r| > seed_print_r. The seed holds if the printout shows
-    a partner beyond +strong_r and one beyond -strong_r (`holds`); beside it, what i.i.d.
+    a partner beyond +strong_r and one beyond -strong_r (`seed_holds`); beside it, what i.i.d.
     Gaussian units on the same distinct inputs print (`chance_printed_holds`), and our broader
     rule over all pairs (`holds_all_pairs`, with its chance count)."""
     model = source.model(seed)
@@ -95,7 +91,6 @@ def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
         "printed_above": int(np.sum(partners.r > strong_r)),
         "printed_below": int(np.sum(partners.r < -strong_r)),
         "printed_beyond": int(np.sum(np.abs(partners.r) > strong_r)),
-        "holds": bool(printout_holds(partners.r, strong_r)),
         "chance_printed_holds": chance,
         "pairs_above": above,
         "pairs_below": below,
@@ -164,7 +159,6 @@ def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds
     result["holds_partition"] = bool(
         partition.r.size > 0 and result["partition_median_share"] >= thresholds["partition_share"]
     )
-    result["holds"] = result["holds_structure"] and result["holds_partition"]
     return {"result": result, "figure_data": figure_data}
 
 
@@ -231,6 +225,50 @@ def controlled_evidence(results: list[dict]) -> dict:
 _evidence = functools.partial(evidence_beyond, pairs=BEYOND, holds="holds_partition")
 
 
-# Unit sets a quarter of which follows one signal of the prefix, each unit with a random sign,
-# reach "supported"; the network's units read along a random rotation do not (tests/controls).
-CONTROLS = Controls(measure=controlled, positive="circuits", negative="rotated")
+def seed_holds(result: dict, thresholds: dict) -> bool:
+    """One seed of the seed's printout: partners beyond +strong_r and beyond -strong_r."""
+    return bool(printout_holds(result["printed_r"], thresholds["strong_r"]))
+
+
+def controlled_holds(result: dict, thresholds: dict) -> bool:
+    """One seed: structure beyond every null's by its margin, and the partition."""
+    return bool(result["holds_structure"] and result["holds_partition"])
+
+
+def strongest_null_rate(result: dict) -> float:
+    """The largest strong-pair rate of the nulls at the last position."""
+    return max(result[null_rate] for _, null_rate in BEYOND.values())
+
+
+CLAIM = Claim(
+    id="circuits",
+    statement="A random transformer holds strongly correlated and opposing unit pairs (circuits).",
+    readings={
+        "seed-protocol": Reading(
+            seed_protocol,
+            statistic=lambda result, _: min(result["printed_above"], result["printed_below"]),
+            threshold=lambda _: 1,  # a printed partner beyond each sign
+            holds=seed_holds,
+            hidden=("correlation_matrix",),
+        ),
+        "controlled": Reading(
+            controlled,
+            part="result",
+            statistic="pos3_network_rate",
+            null=strongest_null_rate,
+            holds=controlled_holds,
+        ),
+    },
+    context=SEED_SEQ_LEN,
+    beyond=BEYOND,
+    # The null the studies follow: of the three, the one with headroom and power; the
+    # embedding alone, tested with its 10 distinct inputs at position 3, can show almost no
+    # strong pair, so "beyond the embedding" would say little more than "strong pairs exist".
+    studied_null="rotated",
+    studied_units="strong-pair rate, share of pairs",
+    on_model=lambda *args: controlled_on(*args)["result"],
+    controlled_evidence=controlled_evidence,
+    # Unit sets a quarter of which follows one signal of the prefix, each unit with a random
+    # sign, reach "supported"; the network's units read along a random rotation do not.
+    controls=Controls(measure=controlled, positive="circuits", negative="rotated"),
+)

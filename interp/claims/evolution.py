@@ -13,9 +13,9 @@ sequences whose hash falls into it, so random and alternating ones dominate it).
 The property a claim is about is its structure beyond its null: the difference network - null
 at the same step (the null is measured on the same snapshot: the embedding trains too). Whether
 training makes it emerge, keeps it or lets it fade is the margin rule on both sides
-(`measured.margin_side`) applied to the paired change of that difference from step 0 (the random
-init) to the last snapshot, one per seed, against the claim's margin of its studied null
-(`evolution_verdict`).
+(mechclaims.interp.verdicts.margin_side) applied to the paired change of that difference from
+step 0 (the random init) to the last snapshot, one per seed, against the claim's margin of its
+studied null (`evolution_verdict`).
 
 Multiplicity: none across the 4 claims x presets. Each (claim, preset) word is a verdict of its
 own, judged against its own registry entry, as every claim's verdict per preset is; the study
@@ -29,29 +29,28 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mechclaims.interp.claims.catalog import STUDIED
 from mechclaims.interp.claims.measured import (
-    CLAIMS,
     beyond_null,
     compared,
-    margin_side,
     studied_margin,
 )
 from mechclaims.interp.inputs import family_sequences
 from mechclaims.interp.persistence import family_accuracy
 from mechclaims.interp.sources import PANEL_SIZE, ModelSource
+from mechclaims.interp.verdicts import MarginVerdict, sided_verdict
 from mechclaims.model.tasks import PATTERN_FAMILIES, get_task
 from mechclaims.model.train import TrainSettings, evaluate, train
 from mechclaims.model.transformer import Transformer
 
 TASK = "patterns"  # the seed notebook's pattern families, by steps (the trainer's snapshots)
-STATISTICS = tuple(CLAIMS)  # the claims measured at every snapshot
+STATISTICS = tuple(STUDIED)  # the claims measured at every snapshot
 # positions the designs and the training need
-CONTEXT = max(get_task(TASK).n_ctx, *(module.CONTEXT for module in CLAIMS.values()))
+CONTEXT = max(get_task(TASK).n_ctx, *(claim.context for claim in STUDIED.values()))
 WORDS = ("emerges", "persists", "fades", "inconclusive")
 
 
@@ -138,36 +137,18 @@ WORD_OF_SIDE = {"above": "emerges", "below": "fades", "within": "persists",
                 "undecided": "inconclusive"}  # fmt: skip
 
 
-@dataclass(frozen=True)
-class EvolutionVerdict:
-    word: str  # one of WORDS
-    mean: float  # mean change across seeds
-    low: float  # its t-interval
-    high: float
-    margin: float  # the smallest change of interest: the claim's margin of its studied null
-    seeds: int
-    comparison: str  # what changes, e.g. "network - rotated basis"
-
-    def describe(self) -> str:
-        return (
-            f"{self.word}: change of {self.comparison} from step 0 {self.mean:.3g} "
-            f"[{self.low:.3g}, {self.high:.3g}] against ±{self.margin:g} ({self.seeds} seeds)"
-        )
-
-
 def evolution_verdict(
     changes, margin: float, confidence: float = 0.95, comparison: str = "network - null"
-) -> EvolutionVerdict:
+) -> MarginVerdict:
     """The margin rule on both sides of the paired changes [seeds] (`margin_side`): `emerges`
     if their interval lies above +margin, `fades` if below -margin, `persists` if inside
     (-margin, +margin) (an equivalence test: both one-sided rules refute a change of the
     margin's size), else `inconclusive`."""
-    side, up = margin_side(changes, margin, confidence)
-    return EvolutionVerdict(WORD_OF_SIDE[side], up.mean, up.low, up.high, margin, up.seeds,
-                            comparison)  # fmt: skip
+    return sided_verdict(changes, margin, confidence, WORD_OF_SIDE,
+                         f"change of {comparison} from step 0")  # fmt: skip
 
 
-def claim_verdict(trajectories: Sequence[dict], claim: str, thresholds: dict) -> EvolutionVerdict:
+def claim_verdict(trajectories: Sequence[dict], claim: str, thresholds: dict) -> MarginVerdict:
     """`claim`'s evolution on `trajectories` (one per seed) against its margin of its studied
     null, at the study's `confidence`."""
     return evolution_verdict(seed_changes(trajectories, claim), studied_margin(thresholds, claim),

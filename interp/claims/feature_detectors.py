@@ -11,6 +11,7 @@ import functools
 
 import numpy as np
 
+from mechclaims.interp.claims.declaration import Claim, Reading, at_least
 from mechclaims.interp.detectors import (
     chance_of_shared_feature,
     detector_test,
@@ -36,7 +37,6 @@ from mechclaims.interp.verdicts import evidence_beyond, seed_beyond
 from mechclaims.model.transformer import Transformer
 
 SEED_DIM = 0  # the dimension the seed ranked sequences by
-CONTEXT = SEED_SEQ_LEN  # positions the designs need
 SOURCES = ("network", "embedding", "rotated", "gaussian")
 # The controlled reading's comparisons with nulls (margin rule): null -> (network's statistic,
 # the null's), measured on the same inputs. Beyond chance, and beyond the embedding alone.
@@ -44,7 +44,6 @@ BEYOND = {
     "gaussian": ("network_confirmed_fraction", "gaussian_confirmed_fraction"),
     "embedding": ("network_median_holdout_d", "embedding_median_holdout_d"),
 }
-STUDIED_NULL = "embedding"  # the null whose comparison the studies follow (claims.measured)
 
 
 def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
@@ -101,7 +100,6 @@ def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds
             result["dim0_feature"] = f"token {token} at position {position}"
             result["dim0_holdout_d"] = float(test.holdout_d[SEED_DIM])
             result["dim0_confirmed"] = bool(confirmed[SEED_DIM])
-    result["holds"] = seed_beyond(result, BEYOND, thresholds)
     return result
 
 
@@ -109,11 +107,43 @@ def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds
 controlled_evidence = functools.partial(evidence_beyond, pairs=BEYOND)
 
 
-# Units that fire for one feature each, beyond the embedding, reach "supported"; the embedding
-# alone in the network's place does not (tests/controls).
-CONTROLS = Controls(measure=controlled, positive="detectors", negative="embedding")
-
-
 def chance_of_shared_top_feature(thresholds: dict) -> float:
     return chance_of_shared_feature(PANEL_SIZE, SEED_SEQ_LEN, thresholds["seed_top"],
                                     thresholds["seed_min_shared"])  # fmt: skip
+
+
+def controlled_holds(result: dict, thresholds: dict) -> bool:
+    """One seed: both differences network - null exceed their margins (`seed_beyond`)."""
+    return seed_beyond(result, BEYOND, thresholds)
+
+
+CLAIM = Claim(
+    id="feature-detectors",
+    statement="Units of a random transformer are feature detectors: each fires for one token at "
+    "one position.",
+    readings={
+        "seed-protocol": Reading(
+            seed_protocol,
+            statistic="shared_count",
+            threshold="seed_min_shared",
+            holds=at_least("shared_count", "seed_min_shared"),
+            beside=lambda thresholds: {"chance_rate": chance_of_shared_top_feature(thresholds)},
+            hidden=("responses",),
+        ),
+        "controlled": Reading(
+            controlled,
+            statistic="network_median_holdout_d",
+            null="embedding_median_holdout_d",
+            holds=controlled_holds,
+        ),
+    },
+    context=SEED_SEQ_LEN,
+    beyond=BEYOND,
+    studied_null="embedding",
+    studied_units="median held-out Cohen's d",
+    on_model=controlled_on,
+    controlled_evidence=controlled_evidence,
+    # Units that fire for one feature each, beyond the embedding, reach "supported"; the
+    # embedding alone in the network's place does not (tests/controls).
+    controls=Controls(measure=controlled, positive="detectors", negative="embedding"),
+)

@@ -3,12 +3,13 @@ the rule both decide by.
 
 Claims 1, 3, 4 and 5 decide their controlled readings on a network statistic against the same
 statistic of a null on the same inputs (their `BEYOND[null]`). The studies follow, for each
-claim, the comparison its controlled reading is decided by: its `STUDIED_NULL` (claims 3's and
-4's rotated basis, claim 5's layout-matched families, claim 1's embedding alone). The
+claim, the comparison its controlled reading is decided by: its declaration's `studied_null` (claims
+3's and 4's rotated basis, claim 5's layout-matched families, claim 1's embedding alone). The
 evolution (through training) and the sweep (across architectures) ask how network - null moves,
-so they measure it with the claims' own code (`controlled_on`, the controlled reading on a given
-model): `beyond_null` -> {"network": ..., "null": ...}. A figure or a why names the comparison
-(`compared`, e.g. "network - rotated basis") and its scale (`UNITS`).
+so they measure it with the claims' own code (the declaration's `on_model`, the controlled
+reading on a given model): `beyond_null` -> {"network": ..., "null": ...}. A figure or a why
+names the comparison (`compared`, e.g. "network - rotated basis") and its scale (the
+declaration's `studied_units`).
 
 Their registry entries hold the claims' thresholds under the claim's id, e.g.
 `"selectivity.n_sequences"`, so that one flat table of thresholds (what a measurement takes)
@@ -16,7 +17,8 @@ names every number it uses, each with its reason (`measured_thresholds`); the ma
 holds a claim's comparison against is the claim's margin of its studied null (`studied_margin`,
 `"selectivity.margin_rotated"`), one number, not a second copy.
 
-Both studies decide by the margin rule on both sides (`margin_side`): the mean of paired
+Both studies decide by the margin rule on both sides (mechclaims.interp.verdicts.margin_side):
+the mean of paired
 values across seeds with its t-interval, against the margin m: above (the interval lies above
 +m), below (below -m), within (inside (-m, +m): an equivalence, a difference of size m is
 excluded both ways) or undecided. Each side is the margin rule of mechclaims.interp.verdicts
@@ -26,27 +28,10 @@ truth: at most (1 - confidence) / 2 each way.
 
 from __future__ import annotations
 
-import numpy as np
-
-from mechclaims.interp.claims import circuits, feature_detectors, selectivity, structured_inputs
+from mechclaims.interp.claims.catalog import STUDIED
 from mechclaims.interp.sources import ModelSource
-from mechclaims.interp.verdicts import MarginVerdict, margin_verdict
 from mechclaims.model.transformer import Transformer
 
-# claim id in the registry -> its measurement module
-CLAIMS = {
-    "feature-detectors": feature_detectors,
-    "selectivity": selectivity,
-    "circuits": circuits,
-    "structured-inputs": structured_inputs,
-}
-# What each comparison's difference network - null is measured in (figures' labels)
-UNITS = {
-    "feature-detectors": "median held-out Cohen's d",
-    "selectivity": "median eta², token + position",
-    "circuits": "strong-pair rate, share of pairs",
-    "structured-inputs": "decoder balanced accuracy",
-}
 # How a figure or a why names each null a claim can be decided against
 NULL_NAMES = {
     "embedding": "embedding alone",
@@ -54,14 +39,13 @@ NULL_NAMES = {
     "gaussian": "Gaussian features",
     "layout": "layout-matched families",
 }
-SIDES = ("above", "below", "within", "undecided")
 
 
 def studied_null(claim: str) -> str:
     """The null `claim`'s controlled reading is decided against, which the studies follow."""
-    null = CLAIMS[claim].STUDIED_NULL
+    null = STUDIED[claim].studied_null
     if null not in NULL_NAMES:
-        raise ValueError(f"{claim}'s STUDIED_NULL {null!r} has no name in NULL_NAMES")
+        raise ValueError(f"{claim}'s studied null {null!r} has no name in NULL_NAMES")
     return null
 
 
@@ -96,22 +80,7 @@ def beyond_null(
     """{"network": ..., "null": ...}: the two statistics `claim`'s controlled reading holds
     against each other for its studied null, measured on `model` with the claim's thresholds
     in `thresholds`."""
-    module = CLAIMS[claim]
-    result = module.controlled_on(model, source, seed, measured_thresholds(thresholds, claim))
-    result = result.get("result", result)  # claim 4 keeps its figures' data beside its result
-    network, null = module.BEYOND[studied_null(claim)]
+    declared = STUDIED[claim]
+    result = declared.on_model(model, source, seed, measured_thresholds(thresholds, claim))
+    network, null = declared.beyond[studied_null(claim)]
     return {"network": float(result[network]), "null": float(result[null])}
-
-
-def margin_side(values, margin: float, confidence: float) -> tuple[str, MarginVerdict]:
-    """Where the mean of `values` [seeds] lies against ±`margin` (one of SIDES; module
-    docstring), and the margin rule's account of it (mean and t-interval at `confidence`)."""
-    up = margin_verdict(values, margin, confidence)
-    down = margin_verdict(-np.asarray(values, dtype=float), margin, confidence)
-    if up.verdict == "supported":
-        return "above", up
-    if down.verdict == "supported":
-        return "below", up
-    if up.verdict == down.verdict == "refuted":
-        return "within", up
-    return "undecided", up

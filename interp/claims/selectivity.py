@@ -11,6 +11,7 @@ import functools
 
 import numpy as np
 
+from mechclaims.interp.claims.declaration import Claim, Reading, at_least
 from mechclaims.interp.inputs import balanced_sequences, random_sequences
 from mechclaims.interp.planted import Controls
 from mechclaims.interp.selectivity import seed_selectivity, selectivity_test
@@ -29,14 +30,12 @@ from mechclaims.model.transformer import Transformer
 
 SEED_PRINTED_DIMS = 10  # the seed's code looked at dimensions 0-9
 SEED_SAMPLES = 500
-CONTEXT = SEED_SEQ_LEN  # positions the designs need
 # The controlled reading's comparisons with nulls (margin rule): null -> (network's statistic,
 # the null's), measured on the same inputs. Beyond chance, and beyond the embedding alone.
 BEYOND = {
     "gaussian": ("network_selective_fraction", "gaussian_selective_fraction"),
     "rotated": ("network_median_explained", "rotated_median_explained"),
 }
-STUDIED_NULL = "rotated"  # the null whose comparison the studies follow (claims.measured)
 
 
 def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
@@ -100,7 +99,6 @@ def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds
         selective = test.selective(thresholds["fdr"], thresholds["min_eta2"])
         result[f"{name}_selective_fraction"] = float(selective.mean())
         result[f"{name}_median_explained"] = float(np.median(test.token_eta2 + test.position_eta2))
-    result["holds"] = seed_beyond(result, BEYOND, thresholds)
     return result
 
 
@@ -108,6 +106,36 @@ def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds
 controlled_evidence = functools.partial(evidence_beyond, pairs=BEYOND)
 
 
-# Units selective for the token or the position, amid units that vary with the whole prefix,
-# reach "supported"; the network's units read along a random rotation do not (tests/controls).
-CONTROLS = Controls(measure=controlled, positive="selective-units", negative="rotated")
+def controlled_holds(result: dict, thresholds: dict) -> bool:
+    """One seed: both differences network - null exceed their margins (`seed_beyond`)."""
+    return seed_beyond(result, BEYOND, thresholds)
+
+
+CLAIM = Claim(
+    id="selectivity",
+    statement="A random transformer holds many token- and position-selective units.",
+    readings={
+        "seed-protocol": Reading(
+            seed_protocol,
+            statistic="seed_count",
+            threshold="seed_min_count",
+            holds=at_least("seed_count", "seed_min_count"),
+            hidden=("seed_count",),
+        ),
+        "controlled": Reading(
+            controlled,
+            statistic="network_median_explained",
+            null="embedding_median_explained",
+            holds=controlled_holds,
+        ),
+    },
+    context=SEED_SEQ_LEN,
+    beyond=BEYOND,
+    studied_null="rotated",
+    studied_units="median eta², token + position",
+    on_model=controlled_on,
+    controlled_evidence=controlled_evidence,
+    # Units selective for the token or the position, amid units that vary with the whole
+    # prefix, reach "supported"; the network's units read along a random rotation do not.
+    controls=Controls(measure=controlled, positive="selective-units", negative="rotated"),
+)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mechclaims.interp.claims.declaration import Claim, Reading, at_least
 from mechclaims.interp.detectors import (
     glass_delta_interval,
     token_effect_test,
@@ -32,7 +33,6 @@ from mechclaims.interp.units import (
 SEED_DIM, SEED_TOKEN, SEED_POSITION = 0, 7, 3  # the seed's hand-picked hypothesis
 HAND_PICKED = (SEED_POSITION, SEED_TOKEN, SEED_DIM)  # index into a family [T, V, d]
 FAMILY_ARRAYS = ("family_effects", "embedding_family_effects", "rotated_family_effects")
-CONTEXT = SEED_SEQ_LEN  # positions the designs need
 
 
 def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
@@ -100,7 +100,6 @@ def controlled(source: ModelSource, seed: int, thresholds: dict) -> dict:
         result[f"{name}_effect"] = float(family[HAND_PICKED])
         result[f"{name}_share_large"] = float(np.mean(family >= large))
         result[f"{name}_family_effects"] = family.ravel()
-    result["holds"] = bool(result["discovered"] and result["effect"] >= large)
     return result
 
 
@@ -118,3 +117,32 @@ def _family_effects(acts: np.ndarray, tokens: np.ndarray, rows) -> np.ndarray:
         [token_effects(acts[rows[p], p], tokens[rows[p], p], PANEL_SIZE)
          for p in range(SEED_SEQ_LEN)]
     )  # fmt: skip
+
+
+def controlled_holds(result: dict, thresholds: dict) -> bool:
+    """One seed: the hand-picked candidate survives BH in its family, with a large effect."""
+    return bool(result["discovered"] and result["effect"] >= thresholds["min_effect"])
+
+
+CLAIM = Claim(
+    id="specific-hypothesis",
+    statement="Dimension 0 of the residual stream after block 0 detects token 7 at position 3.",
+    readings={
+        "seed-protocol": Reading(
+            seed_protocol,
+            statistic="effect",
+            threshold="min_effect",
+            holds=at_least("effect", "min_effect"),
+            hidden=("effect",),
+        ),
+        "controlled": Reading(
+            controlled,
+            statistic="effect",
+            threshold="min_effect",
+            null="embedding_effect",
+            holds=controlled_holds,
+            hidden=("effect", *FAMILY_ARRAYS),
+        ),
+    },
+    context=SEED_SEQ_LEN,
+)

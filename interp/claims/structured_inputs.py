@@ -11,6 +11,7 @@ import functools
 
 import numpy as np
 
+from mechclaims.interp.claims.declaration import Claim, Reading
 from mechclaims.interp.consistency import (
     additive_basis,
     additive_residuals,
@@ -51,8 +52,6 @@ UNIT_SOURCES = ("network", "rotated", "embedding", "gaussian")  # the per-unit r
 # unit sets) on the seed's families beyond the same decoder's on their layout-matched stand-ins,
 # the same network, seed and random relations.
 BEYOND = {"layout": ("network_decoder_accuracy", "network_layout_decoder_accuracy")}
-STUDIED_NULL = "layout"  # the null whose comparison the studies follow (claims.measured)
-CONTEXT = SEED_SEQ_LEN  # positions the designs need
 
 
 def structured_tokens() -> np.ndarray:
@@ -75,6 +74,7 @@ def seed_protocol(source: ModelSource, seed: int, thresholds: dict) -> dict:
     reference_z = z_scores(reference, reference)[:, 0]  # [n]
     k, cut = len(SEED_STRUCTURED), thresholds["seed_z"]
     return {
+        "inputs": list(SEED_STRUCTURED),
         "responses": responses[:, 0],
         "z_scores": z,
         "max_abs_z": float(np.max(np.abs(z))),
@@ -186,7 +186,6 @@ def _unit_set_decisions(result: dict, sets: list[str], thresholds: dict) -> dict
         decided[f"network_{design}decoder_recall_by_family"] = np.median(
             [result[f"{s}_{design}decoder_recall_by_family"] for s in sets], axis=0
         )
-    decided["holds"] = decided["holds_tests"] and seed_beyond(result | decided, BEYOND, thresholds)
     return decided
 
 
@@ -216,7 +215,41 @@ def _family_selective_units(residuals, sets, design, labelings, rng, thresholds)
 controlled_evidence = functools.partial(evidence_beyond, pairs=BEYOND, holds="holds_tests")
 
 
-# Units that count the steps of +1 and -1 between tokens (what ascending and descending are)
-# beside the layout reach "supported"; units that encode only the layout do not
-# (tests/controls).
-CONTROLS = Controls(measure=controlled, positive="relations", negative="layout")
+def seed_holds(result: dict, thresholds: dict) -> bool:
+    """One seed of the seed's printout: some structured input beyond seed_z standard scores."""
+    return bool(result["max_abs_z"] > thresholds["seed_z"])
+
+
+def controlled_holds(result: dict, thresholds: dict) -> bool:
+    """One seed: the per-unit-set tests, and the seed's families beyond their stand-ins."""
+    return bool(result["holds_tests"] and seed_beyond(result, BEYOND, thresholds))
+
+
+CLAIM = Claim(
+    id="structured-inputs",
+    statement="Random features respond consistently to meaningful patterns.",
+    readings={
+        "seed-protocol": Reading(
+            seed_protocol,
+            statistic="max_abs_z",
+            threshold="seed_z",
+            holds=seed_holds,
+            hidden=("reference_responses",),
+        ),
+        "controlled": Reading(
+            controlled,
+            statistic="unit_set_share",
+            threshold="min_unit_set_share",
+            holds=controlled_holds,
+        ),
+    },
+    context=SEED_SEQ_LEN,
+    beyond=BEYOND,
+    studied_null="layout",
+    studied_units="decoder balanced accuracy",
+    on_model=controlled_on,
+    controlled_evidence=controlled_evidence,
+    # Units that count the steps of +1 and -1 between tokens (what ascending and descending
+    # are) beside the layout reach "supported"; units that encode only the layout do not.
+    controls=Controls(measure=controlled, positive="relations", negative="layout"),
+)

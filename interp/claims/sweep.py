@@ -25,11 +25,11 @@ has) (`family_size`: 3 x (7 + 2) = 27 for the registry's factors), each interval
 1 - family_error / K (`term_confidence`, Bonferroni): all of them cover their true effects at
 once with probability at least 1 - family_error, and then every word is right. A word holds a
 term against the claim's margin m of its studied null, the margin rule on both sides
-(`measured.margin_side`): raises if the interval lies above +m, lowers if below -m, negligible
-if inside (-m, +m) (an equivalence: an effect of size m excluded both ways), else unresolved.
-The interaction of the two factors with the largest main effects is fitted the same way, in the
-same family (the pair is chosen by the main effects, contrasts orthogonal to the interaction's
-in a full factorial).
+(mechclaims.interp.verdicts.margin_side): raises if the interval lies above +m, lowers if below
+-m, negligible if inside (-m, +m) (an equivalence: an effect of size m excluded both ways),
+else unresolved. The interaction of the two factors with the largest main effects is fitted the
+same way, in the same family (the pair is chosen by the main effects, contrasts orthogonal to
+the interaction's in a full factorial).
 
 Per architecture: is it beyond its null by the margin? The one-sided t-test across seeds of
 network - null against m (`margin_p_values`: p < (1 - c) / 2 exactly when the margin rule at
@@ -48,9 +48,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
-from mechclaims.interp.claims.measured import beyond_null, margin_side
+from mechclaims.interp.claims.measured import beyond_null
 from mechclaims.interp.sources import ModelSource
 from mechclaims.interp.stats import benjamini_hochberg
+from mechclaims.interp.verdicts import margin_side
 from mechclaims.model.config import TransformerConfig
 
 STATISTICS = ("feature-detectors", "selectivity", "circuits")  # the claims measured per cell

@@ -12,11 +12,11 @@ import sys
 import time
 
 import pytest
-from toy_claim_project import write_toy_project
+from toy_claim_project import run_pytest, write_toy_project
 
 from mechclaims.fixtures.broker import Broker, InProcessExecutor, Measurement, measurement_key
 from mechclaims.interp.claims import selectivity
-from mechclaims.interp.claims.checkpoint import MEASURES
+from mechclaims.interp.claims.catalog import CLAIMS
 from mechclaims.interp.claims.feature_detectors import controlled, seed_protocol
 from mechclaims.interp.sources import ModelSource, source_for
 from mechclaims.model.config import TransformerConfig
@@ -69,7 +69,8 @@ def test_measures_of_different_claims_that_share_a_name_have_different_keys():
     """`controlled` (and `seed_protocol`) exist in several claim modules: on the same source,
     seed and thresholds each claim's measurement is its own, or the broker would serve one
     claim's result to another."""
-    measures = [measure for readings in MEASURES.values() for measure in readings.values()]
+    measures = list({reading.measure: None for claim in CLAIMS.values()
+                     for reading in claim.readings.values()})  # fmt: skip
     assert len({measure.__qualname__ for measure in measures}) < len(measures)  # names shared
     source = source_for(TINY)
     keys = {measurement_key(measure, source, 3, THRESHOLDS) for measure in measures}
@@ -189,18 +190,15 @@ def pytest_collection_finish(session):
 OTHER_TESTS = """
 import pytest
 
-from toy_measures import activation_scale
-
-CLAIM = "activation-scale"
-MEASURES = {"controlled": activation_scale}
+from toy_measures import CLAIM
 
 
-@pytest.mark.claim(f"{CLAIM}/seed-protocol")
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol")
 def test_a_reading_without_measures(memo, model_config, seed):
     pass
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled")
+@pytest.mark.claim(f"{CLAIM.id}/controlled")
 def test_without_memo(model_config, seed):
     pass
 
@@ -209,7 +207,7 @@ def test_without_a_claim(memo, model_config, seed):
     pass
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled")
+@pytest.mark.claim(f"{CLAIM.id}/controlled")
 @pytest.mark.parametrize("seed", [7])
 def test_its_own_seed(memo, model_config, seed):
     pass
@@ -244,3 +242,40 @@ def test_the_plan_of_a_test_is_its_readings_measure_on_its_preset_for_its_seeds(
         *keys["test_each_seed[tiny-mha-seed1]"],
         *keys["test_each_seed[tiny-mha-seed2]"],
     ]
+
+
+DRIFTED_TEST = """
+import pytest
+
+from toy_measures import CLAIM
+
+
+def other_scale(source, seed, thresholds):
+    return {"scale": 1.0}
+
+
+@pytest.mark.claim(f"{CLAIM.id}/controlled")
+def test_asks_for_what_its_declaration_does_not(memo, model_source, seed, thresholds):
+    assert memo(other_scale, model_source, seed, thresholds)["scale"] == 1.0
+"""
+
+
+def test_check_mode_fails_a_test_that_asks_for_what_its_plan_does_not_name(toy_project):
+    """The toy claim declares `activation_scale`; a test of its reading that asks memo for
+    another measurement is measured on demand, but in check mode fails, naming the test and the
+    measurement, while the tests that keep to their plan pass."""
+    (toy_project / "test_drifted.py").write_text(DRIFTED_TEST)
+    args = ("--model-preset", "tiny-mha", "--seeds", "0:2")
+    unchecked = run_pytest(toy_project, *args)
+    assert unchecked.returncode == 0, unchecked.output
+    checked = run_pytest(toy_project, *args, "--check-plan")
+    assert checked.returncode == 1, checked.output
+    assert re.search(r"2 failed, 3 passed", checked.output), checked.output
+    assert re.search(
+        r"--check-plan: test_drifted\.py::test_asks_for_what_its_declaration_does_not\[tiny-mha-"
+        r"seed0\] asked memo for test_drifted\.other_scale on ModelSource\(.*\), seed 0, which "
+        r"its plan does not name",
+        checked.output,
+    ), checked.output
+    kept = run_pytest(toy_project, *args, "--check-plan", "test_toy_claim.py")
+    assert kept.returncode == 0, kept.output

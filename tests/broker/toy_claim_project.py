@@ -48,7 +48,8 @@ gpt2-style = { verdict = "supported", why = "active on 4/4 seeds" }
 """
 
 MEASURES = '''\
-"""The toy claim's measurement, with switches to make it slow, fail or kill its worker."""
+"""The toy claim's measurement and declaration, with switches to make the measurement slow,
+fail or kill its worker."""
 
 import os
 import signal
@@ -58,12 +59,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mechclaims import Transformer
+from mechclaims.interp.claims.declaration import Claim, Reading, at_least
 
 HOOK = "blocks.0.mlp.hook_post"
 
 
-def activation_scale(cfg, seed, thresholds):
+def activation_scale(source, seed, thresholds):
+    cfg = source.cfg
     calls = Path(os.environ["TOY_CALLS"])
     (calls / f"{seed}-{cfg.d_model}-{os.getpid()}-{uuid.uuid4().hex}").touch()
     time.sleep(float(os.environ.get("TOY_SLEEP_S", "0")))
@@ -71,7 +73,7 @@ def activation_scale(cfg, seed, thresholds):
         raise ValueError(f"seed {seed} cannot be measured")
     if seed == int(os.environ.get("TOY_KILL_SEED", "-1")) and first_time(calls / "killed"):
         os.kill(os.getpid(), signal.SIGKILL)
-    model = Transformer(cfg, seed=seed)
+    model = source.model(seed)
     rng = np.random.default_rng(seed)
     tokens = rng.integers(0, cfg.vocab_size, (thresholds["n_sequences"], 4))
     _, cache = model.run_with_cache(tokens, names_filter=HOOK)
@@ -85,31 +87,33 @@ def first_time(marker):
     except FileExistsError:
         return False
     return True
+
+
+CLAIM = Claim(
+    "activation-scale",
+    "Block 0's MLP neurons are active.",
+    {"controlled": Reading(activation_scale, statistic="scale", threshold="min_scale",
+                           holds=at_least("scale", "min_scale"), hidden=("per_neuron",))},
+)
 '''
 
 TESTS = """\
 import numpy as np
 import pytest
 
-from toy_measures import activation_scale
-
-CLAIM = "activation-scale"
-MEASURES = {"controlled": activation_scale}
+from toy_measures import CLAIM, activation_scale
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement="Block 0's MLP neurons are active.")
-def test_each_seed(evidence, memo, model_config, seed, thresholds):
-    result = memo(activation_scale, model_config, seed, thresholds)
-    evidence.record(statistic=result["scale"], verdict="supported")
-    assert result["scale"] > thresholds["min_scale"]
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement)
+def test_each_seed(read_seed, thresholds):
+    assert read_seed()["scale"] > thresholds["min_scale"]
 
 
-@pytest.mark.claim(f"{CLAIM}/controlled", statement="Block 0's MLP neurons are active.",
-                   decides=True)
-def test_across_seeds(evidence, judge, memo, model_config, seeds, thresholds):
-    results = [memo(activation_scale, model_config, seed, thresholds) for seed in seeds]
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement, decides=True)
+def test_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
+    results = [memo(activation_scale, model_source, seed, thresholds) for seed in seeds]
     evidence.record(median_neuron=float(np.median([r["per_neuron"] for r in results])))
-    judge(CLAIM, "controlled", [r["scale"] > thresholds["min_scale"] for r in results])
+    judge(CLAIM.id, "controlled", CLAIM.readings["controlled"].seeds_hold(results, thresholds))
 """
 
 

@@ -33,21 +33,25 @@ required_rate = { value = 0.5, why = "most seeds" }
 """
 
 MEASURES = """
-CONTEXT = 8
+from mechclaims.interp.claims.declaration import Claim, Reading
 
 
 def measure(source, seed, thresholds):
     return {"causal": source.cfg.causal}
+
+
+def declared(claim):
+    reading = Reading(measure, statistic="causal", holds=lambda result, _: True)
+    return Claim(claim, "", {"controlled": reading}, context=8)
 """
 
 CLAIM_TEST = """
 import pytest
 
-from claim_measures import measure
+from claim_measures import declared, measure
 from mechclaims.fixtures.plugin import measurements_of
 
-CLAIM = "{claim}"
-MEASURES = {{"controlled": measure}}
+CLAIM = declared("{claim}")
 
 
 @pytest.mark.claim("{claim}/controlled")
@@ -55,7 +59,7 @@ def test_it(request, memo, model_config, model_source, preset, seed, thresholds)
     planned = measurements_of(request.node)
     assert [measurement.source for measurement in planned] == [model_source]
     assert model_source.cfg == model_config
-    print("CAUSAL", CLAIM, preset, memo(measure, model_source, seed, thresholds)["causal"])
+    print("CAUSAL", CLAIM.id, preset, memo(measure, model_source, seed, thresholds)["causal"])
 """
 
 

@@ -224,12 +224,13 @@ def test_model_fixture_builds_the_configured_model(pytester):
 
 def test_a_design_a_model_cannot_serve_stops_the_run_naming_the_claim(pytester):
     pytester.makepyfile(
-        long_measures="CONTEXT = 20\n\ndef measure(source, seed, thresholds):\n    return {}\n",
         test_long="""
-from long_measures import measure
+from mechclaims.interp.claims.declaration import Claim, Reading
 
-CLAIM = "long-claim"
-MEASURES = {"controlled": measure}
+def measure(source, seed, thresholds):
+    return {}
+
+CLAIM = Claim("long-claim", "", {"controlled": Reading(measure, "x", holds=None)}, context=20)
 
 def test_it(model_source, seed):
     open("ran", "w").close()

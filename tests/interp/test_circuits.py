@@ -428,7 +428,8 @@ def test_a_network_that_is_the_embedding_is_tested_with_its_10_distinct_inputs()
 
 def test_the_seed_protocol_holds_as_its_printout_reads():
     result = claim.seed_protocol(source_for(TINY), 13, THRESHOLDS)
-    assert result["holds"] == circuits.printout_holds(result["printed_r"], 0.8)
+    holds = claim.CLAIM.readings["seed-protocol"].seed_holds(result, THRESHOLDS)
+    assert holds == circuits.printout_holds(result["printed_r"], THRESHOLDS["strong_r"])
     assert result["printed_above"] == np.sum(result["printed_r"] > 0.8)
     assert result["printed_below"] == np.sum(result["printed_r"] < -0.8)
     assert result["holds_all_pairs"] == (result["pairs_above"] > 0 and result["pairs_below"] > 0)

@@ -11,6 +11,8 @@ import pytest
 import scipy.stats
 
 from mechclaims.interp.claims import circuits, selectivity
+from mechclaims.interp.claims.catalog import STUDIED
+from mechclaims.interp.claims.declaration import Claim
 from mechclaims.interp.claims.evolution import (
     STATISTICS,
     claim_verdict,
@@ -20,7 +22,6 @@ from mechclaims.interp.claims.evolution import (
     trajectory,
 )
 from mechclaims.interp.claims.measured import (
-    CLAIMS,
     NULL_NAMES,
     compared,
     measured_thresholds,
@@ -54,7 +55,7 @@ def trajectories(network: np.ndarray, null: np.ndarray | None = None) -> list[di
 )
 def test_the_rule_is_the_margin_rule_on_both_sides(changes, word):
     decided = evolution_verdict(np.array(changes), MARGIN, 0.95)
-    assert decided.word == word
+    assert decided.verdict == word
     low, high = scipy.stats.t.interval(0.95, 4, loc=np.mean(changes),
                                        scale=scipy.stats.sem(changes))  # fmt: skip
     assert (decided.low, decided.high) == (pytest.approx(low), pytest.approx(high))
@@ -77,7 +78,7 @@ def test_each_cells_word_is_wrong_at_most_half_of_one_minus_confidence(true_chan
     rng = np.random.default_rng(3)
     for confidence in (0.95, 0.8):
         changes = rng.normal(true_change, MARGIN, (2000, 5))
-        said = np.mean([evolution_verdict(row, MARGIN, confidence).word == wrong
+        said = np.mean([evolution_verdict(row, MARGIN, confidence).verdict == wrong
                         for row in changes])  # fmt: skip
         assert said <= (1 - confidence) / 2 + 3 * np.sqrt((1 - confidence) / 2 / 2000)
 
@@ -90,7 +91,7 @@ def test_changes_are_paired_by_seed():
     offsets = rng.normal(0.0, 1.0, (6, 1))
     rise = np.array([0.0, 0.05, 0.1]) + rng.normal(0.0, 0.005, (6, 3))
     decided = evolution_verdict(seed_changes(trajectories(offsets + rise), "selectivity"), MARGIN)
-    assert decided.word == "emerges"
+    assert decided.verdict == "emerges"
     unpaired = scipy.stats.ttest_ind((offsets + rise)[:, -1], (offsets + rise)[:, 0])
     assert unpaired.pvalue > 0.5  # an unpaired comparison sees nothing
 
@@ -101,11 +102,10 @@ def test_the_baseline_is_step_0():
     network = np.tile([0.0, 0.2, 0.2, 0.2], (5, 1)) + np.random.default_rng(1).normal(
         0.0, 0.005, (5, 4)
     )
-    assert evolution_verdict(seed_changes(trajectories(network), "selectivity"), MARGIN).word == (
-        "emerges"
-    )
+    changes = seed_changes(trajectories(network), "selectivity")
+    assert evolution_verdict(changes, MARGIN).verdict == "emerges"
     late = network[:, -1] - network[:, -2]
-    assert evolution_verdict(late, MARGIN).word == "persists"
+    assert evolution_verdict(late, MARGIN).verdict == "persists"
 
 
 def test_the_null_is_subtracted_at_each_step():
@@ -116,9 +116,9 @@ def test_the_null_is_subtracted_at_each_step():
     null = np.tile([0.5, 0.6, 0.7], (5, 1)) + rng.normal(0.0, 0.005, (5, 3))
     network = null + 0.1 + rng.normal(0.0, 0.001, (5, 3))
     result = trajectories(network, null)
-    assert evolution_verdict(seed_changes(result, "selectivity"), MARGIN).word == "persists"
+    assert evolution_verdict(seed_changes(result, "selectivity"), MARGIN).verdict == "persists"
     against_init = (network[:, -1] - null[:, 0]) - (network[:, 0] - null[:, 0])
-    assert evolution_verdict(against_init, MARGIN).word == "emerges"
+    assert evolution_verdict(against_init, MARGIN).verdict == "emerges"
 
 
 def test_a_claim_is_held_against_the_margin_of_its_studied_null():
@@ -128,16 +128,18 @@ def test_a_claim_is_held_against_the_margin_of_its_studied_null():
     thresholds = {"confidence": 0.95, "selectivity.margin_rotated": 0.01,
                   "selectivity.margin_gaussian": 0.1}  # fmt: skip
     decided = claim_verdict(trajectories(network), "selectivity", thresholds)
-    assert (decided.word, decided.margin) == ("emerges", 0.01)  # against 0.1: persists
+    assert (decided.verdict, decided.margin) == ("emerges", 0.01)  # against 0.1: persists
     assert decided.describe().startswith("emerges: change of network - rotated basis from step")
     with pytest.raises(ValueError, match=r"no selectivity\.margin_rotated"):
         studied_margin({"selectivity.margin_embedding": 0.01}, "selectivity")
 
 
 def test_every_studied_null_has_a_name_and_a_comparison_the_claim_decides_on():
-    for claim, module in CLAIMS.items():
-        assert module.STUDIED_NULL in module.BEYOND
-        assert compared(claim) == f"network - {NULL_NAMES[module.STUDIED_NULL]}"
+    for claim, declared in STUDIED.items():
+        assert declared.studied_null in declared.beyond
+        assert compared(claim) == f"network - {NULL_NAMES[declared.studied_null]}"
+    with pytest.raises(ValueError, match="claim x: its studied null 'rotated' is not one of"):
+        Claim("x", "", {}, beyond={"gaussian": ("a", "b")}, studied_null="rotated")
 
 
 def test_seed_word():

@@ -114,6 +114,8 @@ def test_a_claims_rotated_null_reads_less_of_a_unit_aligned_planted_effect(
     the measurement's rotated basis mixes the units' effects and reads less than half of what
     the units read; were it the units themselves, it would read the same."""
     thresholds = claim_thresholds(REGISTRY["claims"][claim], "tiny-mha")
-    source = source_for(TransformerConfig.preset("tiny-mha"), planted=module.CONTROLS.positive)
-    result = module.CONTROLS.measure(source, 0, thresholds)
+    source = source_for(
+        TransformerConfig.preset("tiny-mha"), planted=module.CLAIM.controls.positive
+    )
+    result = module.CLAIM.controls.measure(source, 0, thresholds)
     assert result[f"rotated_{statistic}"] < result[f"network_{statistic}"] / 2, result
