@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from mechclaims import __version__
 from mechclaims.model.config import PRESETS, TransformerConfig, parse_overrides
 from mechclaims.model.memory import reuse_freed_memory
 from mechclaims.model.tasks import TASKS, get_task
@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mechclaims", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"mechclaims {__version__}")
+    version = f"mechclaims {metadata.version('mechclaims')}"
+    parser.add_argument("--version", action="version", version=version)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="draw the attention patterns of structured inputs")
     train_cmd = commands.add_parser("train", help="train a preset on a toy task")
