@@ -83,10 +83,12 @@ def others(members: list[ModelSource], member: ModelSource) -> list[ModelSource]
 
 
 def measured(memo, registry, members: list[ModelSource]) -> None:
-    """Every reading of each member, member by member (a checkpoint is read from disk once)."""
-    for member in members:
-        for planned in measurements(registry, member, []):
-            memo(*planned)
+    """Every reading of each member, member by member (a checkpoint is read from disk once);
+    the test's plan, known only now that the pool is written."""
+    planned = [each for member in members for each in measurements(registry, member, [])]
+    memo.plan(planned)
+    for each in planned:
+        memo(*each)
 
 
 def flagged_by(judgement: dict, level: float) -> dict[str, bool]:
@@ -146,6 +148,8 @@ def test_the_pools_checkpoints_are_judged_as_checkpoint_runs_judge_them(
     seeds = [member.init_seed for member in members]
     differing = []
     for member in members:
+        memo.plan(measurements(registry, member, others(members, member)))
+        memo.plan(measurements(registry, member, baseline_sources(member, seeds)))
         against_pool = single_cases(memo, registry, member, others(members, member))
         against_seeds = single_cases(memo, registry, member, baseline_sources(member, seeds))
         differing += [
@@ -180,6 +184,7 @@ def test_a_model_trained_on_patterns_is_unlike_random_where_training_changes_it(
     model.save(tmp_path / "trained.npz")
     source = checkpoint_source(str(tmp_path / "trained.npz"))
     baselines = baseline_sources(source, seeds)
+    memo.plan(measurements(registry, source, baselines))
     verdicts = judged(memo, registry, source, baselines)
     cases = single_cases(memo, registry, source, baselines)
     verdict = verdicts[POWER_CLAIM][0]

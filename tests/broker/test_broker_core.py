@@ -257,20 +257,27 @@ def other_scale(source, seed, thresholds):
 @pytest.mark.claim(f"{CLAIM.id}/controlled")
 def test_asks_for_what_its_declaration_does_not(memo, model_source, seed, thresholds):
     assert memo(other_scale, model_source, seed, thresholds)["scale"] == 1.0
+
+
+@pytest.mark.claim(f"{CLAIM.id}/controlled")
+def test_plans_what_it_asks_for_when_it_runs(memo, model_source, seed, thresholds):
+    memo.plan([(other_scale, model_source, seed + 10, thresholds)])
+    assert memo(other_scale, model_source, seed + 10, thresholds)["scale"] == 1.0
 """
 
 
 def test_check_mode_fails_a_test_that_asks_for_what_its_plan_does_not_name(toy_project):
     """The toy claim declares `activation_scale`; a test of its reading that asks memo for
     another measurement is measured on demand, but in check mode fails, naming the test and the
-    measurement, while the tests that keep to their plan pass."""
+    measurement, while the tests that keep to their plan pass, and so does one that names what
+    it asks for when it runs (memo.plan)."""
     (toy_project / "test_drifted.py").write_text(DRIFTED_TEST)
     args = ("--model-preset", "tiny-mha", "--seeds", "0:2")
     unchecked = run_pytest(toy_project, *args)
     assert unchecked.returncode == 0, unchecked.output
     checked = run_pytest(toy_project, *args, "--check-plan")
     assert checked.returncode == 1, checked.output
-    assert re.search(r"2 failed, 3 passed", checked.output), checked.output
+    assert re.search(r"2 failed, 5 passed", checked.output), checked.output
     assert re.search(
         r"--check-plan: test_drifted\.py::test_asks_for_what_its_declaration_does_not\[tiny-mha-"
         r"seed0\] asked memo for test_drifted\.other_scale on ModelSource\(.*\), seed 0, which "
