@@ -37,9 +37,7 @@ from mechclaims.interp.claims.feature_detectors import (
     SEED_DIM,
     SOURCES,
     chance_of_shared_top_feature,
-    controlled,
     controlled_evidence,
-    seed_protocol,
 )
 from mechclaims.interp.units import SEED_UNITS
 
@@ -63,8 +61,8 @@ def test_controlled(read_seed):
 
 
 @pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
-def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
-    results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
+def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, thresholds):
+    results = read_seeds()
     counts = np.array([result["shared_count"] for result in results])
     holds = CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
     chance = chance_of_shared_top_feature(thresholds)
@@ -99,8 +97,8 @@ def _plot_top_sequences(ax, result: dict, seed: int) -> None:
 
 
 @pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
-def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
-    results = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
+def test_controlled_across_seeds(evidence, judge, read_seeds, thresholds):
+    results = read_seeds()
     figure, (ax_effect, ax_fraction) = new_figure(2)
     sources_across_seeds(
         ax_effect,

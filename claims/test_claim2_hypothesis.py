@@ -24,8 +24,6 @@ from claim_plots import SOURCE_COLOURS, across_seeds, new_figure, source_style, 
 from mechclaims.interp.claims.specific_hypothesis import (
     CLAIM,
     FAMILY_ARRAYS,
-    controlled,
-    seed_protocol,
 )
 from mechclaims.interp.sources import PANEL_SIZE
 from mechclaims.interp.stats import (
@@ -52,8 +50,8 @@ def test_controlled(read_seed, model_source):
 
 
 @pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
-def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
-    results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
+def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, thresholds):
+    results = read_seeds()
     effects = np.array([result["effect"] for result in results])
     holds = CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
     figure, (ax,) = new_figure(1, width=6.0)
@@ -66,8 +64,8 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, 
 
 
 @pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
-def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
-    results = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
+def test_controlled_across_seeds(evidence, judge, read_seeds, seeds, thresholds):
+    results = read_seeds()
     by_key = {key: np.array([r[key] for r in results]) for key in results[0] if
               key not in FAMILY_ARRAYS}  # fmt: skip
     by_key["holds"] = CLAIM.readings["controlled"].seeds_hold(results, thresholds)

@@ -34,9 +34,7 @@ from claim_plots import (
 from mechclaims.interp.claims.selectivity import (
     CLAIM,
     SEED_PRINTED_DIMS,
-    controlled,
     controlled_evidence,
-    seed_protocol,
 )
 
 STATEMENT = CLAIM.statement
@@ -58,8 +56,8 @@ def test_controlled(read_seed):
 
 
 @pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
-def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
-    results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
+def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, thresholds):
+    results = read_seeds()
     counts = np.array([result["seed_count"] for result in results])
     figure, (ax_counts, ax_first) = new_figure(2)
     across_seeds(ax_counts, counts, seeds, thresholds["seed_min_count"],
@@ -79,8 +77,8 @@ def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, 
 
 
 @pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
-def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
-    results = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
+def test_controlled_across_seeds(evidence, judge, read_seeds, thresholds):
+    results = read_seeds()
     sources = ("network", "embedding", "rotated", "gaussian")
     figure, (ax_explained, ax_fraction) = new_figure(2)
     sources_across_seeds(

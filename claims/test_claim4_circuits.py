@@ -51,7 +51,6 @@ from mechclaims.interp.claims.circuits import (
     SOURCES,
     controlled,
     controlled_evidence,
-    seed_protocol,
 )
 from mechclaims.interp.sources import PANEL_SIZE
 from mechclaims.interp.units import SEED_UNITS
@@ -85,8 +84,8 @@ def test_controlled(read_seed, thresholds):
 
 
 @pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
-def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
-    results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
+def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, thresholds):
+    results = read_seeds()
     holds = CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
     _printout_figure(evidence, results, holds, seeds, thresholds)
     judge(CLAIM.id, "seed-protocol", holds)

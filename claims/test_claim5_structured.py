@@ -64,9 +64,7 @@ from mechclaims.interp.claims.structured_inputs import (
     NULL_SOURCES,
     SEED_DIM,
     UNIT_SOURCES,
-    controlled,
     controlled_evidence,
-    seed_protocol,
     structured_tokens,
 )
 from mechclaims.interp.inputs import SEED_STRUCTURED, family_sequences, token_layouts
@@ -101,8 +99,8 @@ def test_controlled(read_seed):
 
 
 @pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
-def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
-    results = [memo(seed_protocol, model_source, seed, thresholds) for seed in seeds]
+def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, thresholds):
+    results = read_seeds()
     max_abs_z = np.array([result["max_abs_z"] for result in results])
     figure, (ax_first, ax_seeds) = new_figure(2)
     _draw_seed_responses(ax_first, results[0], seeds[0], thresholds["seed_z"])
@@ -135,8 +133,8 @@ def _draw_seed_responses(ax, result: dict, seed: int, cut: float) -> None:
 
 
 @pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
-def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
-    results = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
+def test_controlled_across_seeds(evidence, judge, read_seeds, thresholds):
+    results = read_seeds()
     sets = results[0]["unit_sets"]
     labels = {f"network {s}" if s in sets else s: s for s in [*sets, *NULL_SOURCES]}
     figure, (ax_decoder, ax_agreement, ax_units) = new_figure(3)

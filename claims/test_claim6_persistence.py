@@ -109,21 +109,25 @@ def test_controlled(read_seed):
 
 
 @pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
-def test_seed_protocol_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
-    reading = CLAIM.readings["seed-protocol"]
-    measured = [memo(measure, model_source, seed, thresholds) for seed in seeds]
-    results = [reading.result(each) for each in measured]
+def test_seed_protocol_across_seeds(
+    evidence, judge, read_seeds, memo, model_source, seeds, thresholds
+):
+    results = read_seeds()
     evidence.figure(
         "selective neurons by the notebook's rule", seed_style_figure(results, seeds, thresholds)
     )
     evidence.figure("training", training_figure(results, seeds, thresholds))
-    judge(CLAIM.id, "seed-protocol", reading.seeds_hold(measured, thresholds))
+    judge(
+        CLAIM.id, "seed-protocol", CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
+    )
     assert_trained(evidence, memo, model_source, seeds, thresholds)
 
 
 @pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
-def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
-    results = [memo(measure, model_source, seed, thresholds)["controlled"] for seed in seeds]
+def test_controlled_across_seeds(
+    evidence, judge, read_seeds, memo, model_source, seeds, thresholds
+):
+    results = read_seeds()
     evidence.figure(f"eta² at init and trained (seed {seeds[0]})", eta2_scatter(results[0]))
     evidence.figure("persistence against random matching", persistence_figure(results, seeds))
     deciding = controlled_evidence(results)

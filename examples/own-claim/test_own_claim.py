@@ -1,7 +1,7 @@
 """One claim of your own: per-seed tests that record, and one cross-seed test that decides."""
 
 import pytest
-from own_measures import CLAIM, token_selectivity
+from own_measures import CLAIM
 
 
 @pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement)
@@ -12,6 +12,6 @@ def test_each_seed(read_seed):
 
 
 @pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement, decides=True)
-def test_across_seeds(judge, memo, model_source, seeds, thresholds):
-    results = [memo(token_selectivity, model_source, seed, thresholds) for seed in seeds]
+def test_across_seeds(judge, read_seeds, thresholds):
+    results = read_seeds()
     judge(CLAIM.id, "controlled", CLAIM.readings["controlled"].seeds_hold(results, thresholds))

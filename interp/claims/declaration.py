@@ -58,13 +58,9 @@ class Reading:
         """This reading's result within what `measure` returned."""
         return measured[self.part] if self.part else measured
 
-    def seed_holds(self, measured: Mapping, thresholds: Mapping) -> bool:
-        """Whether one seed holds, from what `measure` returned for it."""
-        return bool(self.holds(self.result(measured), thresholds))
-
-    def seeds_hold(self, measured: list[Mapping], thresholds: Mapping) -> np.ndarray:
-        """Whether each seed holds: [seeds] bools, from what `measure` returned for each."""
-        return np.array([self.seed_holds(each, thresholds) for each in measured], dtype=bool)
+    def seeds_hold(self, results: list[Mapping], thresholds: Mapping) -> np.ndarray:
+        """Whether each seed holds: [seeds] bools, from this reading's result of each."""
+        return np.array([self.holds(result, thresholds) for result in results], dtype=bool)
 
     def values(self, measured: Mapping, thresholds: Mapping) -> dict[str, Any]:
         """What a seed's test records of what `measure` returned (module docstring)."""

@@ -110,8 +110,8 @@ def test_each_seed(read_seed, thresholds):
 
 
 @pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement, decides=True)
-def test_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
-    results = [memo(activation_scale, model_source, seed, thresholds) for seed in seeds]
+def test_across_seeds(evidence, judge, read_seeds, thresholds):
+    results = read_seeds()
     evidence.record(median_neuron=float(np.median([r["per_neuron"] for r in results])))
     judge(CLAIM.id, "controlled", CLAIM.readings["controlled"].seeds_hold(results, thresholds))
 """
