@@ -2,7 +2,10 @@
 
 The claim, its tests and figures are in claims/test_claim1_detectors.py.
 Pure functions of (model source, seed, thresholds) returning plain values, so that the harness's
-broker can run them in this process or anywhere else; the claim's tests record and decide on them.
+broker can run them in this process or anywhere else. The module ends with the claim's
+declaration (`CLAIM`, mechclaims.interp.claims.declaration): what each reading measures, records
+and decides a seed by, which its tests, the broker's plan, the checkpoint judge and the studies
+read.
 """
 
 from __future__ import annotations
