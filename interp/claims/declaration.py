@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from mechclaims.interp.planted import Controls
+from mechclaims.interp.verdicts import seed_beyond
 
 Measure = Callable[[Any, int, dict], dict]
 NOT_RECORDED = ("holds",)  # a result's own `holds`, if any, is the declaration's to decide
@@ -137,4 +138,14 @@ def at_least(statistic: str, threshold: str) -> Callable[[Mapping, Mapping], boo
         return bool(result[statistic] >= thresholds[threshold])
 
     holds.__doc__ = f"{statistic} >= thresholds[{threshold!r}]"
+    return holds
+
+
+def beyond_margins(pairs: Mapping[str, tuple[str, str]]) -> Callable[[Mapping, Mapping], bool]:
+    """A seed holds when each of its differences network - null (`pairs`: {null: (network's
+    statistic, the null's)}) exceeds its margin `margin_<null>` (`seed_beyond`)."""
+
+    def holds(result: Mapping, thresholds: Mapping) -> bool:
+        return seed_beyond(result, pairs, thresholds)
+
     return holds

@@ -14,7 +14,7 @@ import functools
 
 import numpy as np
 
-from mechclaims.interp.claims.declaration import Claim, Reading, at_least
+from mechclaims.interp.claims.declaration import Claim, Reading, at_least, beyond_margins
 from mechclaims.interp.detectors import (
     chance_of_shared_feature,
     detector_test,
@@ -36,7 +36,7 @@ from mechclaims.interp.units import (
     rotated_basis,
     unit_sets,
 )
-from mechclaims.interp.verdicts import evidence_beyond, seed_beyond
+from mechclaims.interp.verdicts import evidence_beyond
 from mechclaims.model.transformer import Transformer
 
 SEED_DIM = 0  # the dimension the seed ranked sequences by
@@ -115,11 +115,6 @@ def chance_of_shared_top_feature(thresholds: dict) -> float:
                                     thresholds["seed_min_shared"])  # fmt: skip
 
 
-def controlled_holds(result: dict, thresholds: dict) -> bool:
-    """One seed: both differences network - null exceed their margins (`seed_beyond`)."""
-    return seed_beyond(result, BEYOND, thresholds)
-
-
 CLAIM = Claim(
     id="feature-detectors",
     statement="Units of a random transformer are feature detectors: each fires for one token at "
@@ -137,7 +132,7 @@ CLAIM = Claim(
             controlled,
             statistic="network_median_holdout_d",
             null="embedding_median_holdout_d",
-            holds=controlled_holds,
+            holds=beyond_margins(BEYOND),
         ),
     },
     context=SEED_SEQ_LEN,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mechclaims.interp.claims.declaration import Claim, Reading
+from mechclaims.interp.claims.declaration import Claim, Reading, beyond_margins
 from mechclaims.interp.inputs import balanced_sequences, random_sequences
 from mechclaims.interp.persistence import (
     TrainedPair,
@@ -44,7 +44,7 @@ from mechclaims.interp.persistence import (
 from mechclaims.interp.planted import Controls
 from mechclaims.interp.sources import PANEL_SIZE, ModelSource
 from mechclaims.interp.units import activations, embedding_only, unit_sets
-from mechclaims.interp.verdicts import evidence_beyond, seed_beyond
+from mechclaims.interp.verdicts import evidence_beyond
 from mechclaims.model.tasks import PATTERN_FAMILIES, notebook_sequences
 from mechclaims.model.train import TrainSettings
 from mechclaims.model.transformer import Transformer
@@ -267,11 +267,6 @@ def notebook_holds(result: dict, thresholds: dict) -> bool:
     )
 
 
-def controlled_holds(result: dict, thresholds: dict) -> bool:
-    """One seed: both factors' rank correlations beyond shuffled by their margins."""
-    return seed_beyond(result, BEYOND, thresholds)
-
-
 def beyond_shuffled(result: dict) -> dict[str, float]:
     """{null: rank correlation minus its shuffled null} of one seed: what the margin rule
     decides on."""
@@ -296,7 +291,7 @@ CLAIM = Claim(
             on_checkpoint=against_init,
             statistic=lambda result, _: min(beyond_shuffled(result).values()),
             threshold=lambda thresholds: min(thresholds[f"margin_{name}"] for name in BEYOND),
-            holds=controlled_holds,
+            holds=beyond_margins(BEYOND),
             hidden=ARRAYS,
         ),
     },

@@ -14,7 +14,7 @@ import functools
 
 import numpy as np
 
-from mechclaims.interp.claims.declaration import Claim, Reading, at_least
+from mechclaims.interp.claims.declaration import Claim, Reading, at_least, beyond_margins
 from mechclaims.interp.inputs import balanced_sequences, random_sequences
 from mechclaims.interp.planted import Controls
 from mechclaims.interp.selectivity import seed_selectivity, selectivity_test
@@ -28,7 +28,7 @@ from mechclaims.interp.units import (
     rotated_basis,
     unit_sets,
 )
-from mechclaims.interp.verdicts import evidence_beyond, seed_beyond
+from mechclaims.interp.verdicts import evidence_beyond
 from mechclaims.model.transformer import Transformer
 
 SEED_PRINTED_DIMS = 10  # the seed's code looked at dimensions 0-9
@@ -109,11 +109,6 @@ def controlled_on(model: Transformer, source: ModelSource, seed: int, thresholds
 controlled_evidence = functools.partial(evidence_beyond, pairs=BEYOND)
 
 
-def controlled_holds(result: dict, thresholds: dict) -> bool:
-    """One seed: both differences network - null exceed their margins (`seed_beyond`)."""
-    return seed_beyond(result, BEYOND, thresholds)
-
-
 CLAIM = Claim(
     id="selectivity",
     statement="A random transformer holds many token- and position-selective units.",
@@ -129,7 +124,7 @@ CLAIM = Claim(
             controlled,
             statistic="network_median_explained",
             null="embedding_median_explained",
-            holds=controlled_holds,
+            holds=beyond_margins(BEYOND),
         ),
     },
     context=SEED_SEQ_LEN,

@@ -428,7 +428,7 @@ def test_a_network_that_is_the_embedding_is_tested_with_its_10_distinct_inputs()
 
 def test_the_seed_protocol_holds_as_its_printout_reads():
     result = claim.seed_protocol(source_for(TINY), 13, THRESHOLDS)
-    holds = claim.CLAIM.readings["seed-protocol"].seed_holds(result, THRESHOLDS)
+    holds = claim.CLAIM.readings["seed-protocol"].holds(result, THRESHOLDS)
     assert holds == circuits.printout_holds(result["printed_r"], THRESHOLDS["strong_r"])
     assert result["printed_above"] == np.sum(result["printed_r"] > 0.8)
     assert result["printed_below"] == np.sum(result["printed_r"] < -0.8)

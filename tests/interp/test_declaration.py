@@ -10,7 +10,7 @@ import pytest
 
 from mechclaims.fixtures.registry import load_registry
 from mechclaims.interp.claims.catalog import CLAIMS, STUDIED
-from mechclaims.interp.claims.declaration import Claim, Reading, at_least
+from mechclaims.interp.claims.declaration import Claim, Reading, at_least, beyond_margins
 
 REGISTRY = load_registry(Path(__file__).resolve().parents[2] / "claims" / "registry.toml")
 STUDIES = {"evolution", "sweep"}  # the registry's studies, which answer in their own words
@@ -82,3 +82,11 @@ def test_every_declared_threshold_is_one_the_registry_names():
         for reading in claim.readings.values():
             if isinstance(reading.threshold, str):
                 assert reading.threshold in names, (claim_id, reading.threshold)
+
+
+def test_beyond_margins_holds_when_every_difference_exceeds_its_own_margin():
+    holds = beyond_margins({"a": ("net_a", "null_a"), "b": ("net_b", "null_b")})
+    result = {"net_a": 0.5, "null_a": 0.1, "net_b": 0.3, "null_b": 0.25}
+    assert holds(result, {"margin_a": 0.3, "margin_b": 0.01})
+    assert not holds(result, {"margin_a": 0.3, "margin_b": 0.05})  # b's 0.05 is not beyond
+    assert not holds(result, {"margin_a": 0.4, "margin_b": 0.01})  # a's 0.4 is not beyond
