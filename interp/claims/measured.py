@@ -65,7 +65,7 @@ def measured_thresholds(thresholds: dict, claim: str) -> dict:
 
 
 def studied_margin(thresholds: dict, claim: str) -> float:
-    """The margin of the comparison the studies follow for `claim` (its STUDIED_NULL's)."""
+    """The margin of the comparison the studies follow for `claim` (its studied null's)."""
     name = f"margin_{studied_null(claim)}"
     own = measured_thresholds(thresholds, claim)
     if name not in own:
