@@ -147,3 +147,44 @@ def test_the_designs_must_serve_the_model_as_the_claim_takes_it(pytester):
         ["*claim unmasked cannot run on preset gpt2-style: its designs need 8 positions and the "
          "model has n_ctx=6*"]
     )  # fmt: skip
+
+
+def test_read_seed_records_the_declared_reading_and_without_one_fails_naming_the_test(pytester):
+    """A test of a declared reading reads and records it; a module that names its claim by id
+    only, or a marker naming a reading the declaration lacks, fails the test with what is
+    missing."""
+    _project(pytester)
+    pytester.makepyfile(test_read="""
+import pytest
+
+from claim_measures import declared
+
+CLAIM = declared("plain")
+
+
+@pytest.mark.claim("plain/controlled")
+def test_declared(read_seed):
+    assert read_seed() == {"causal": True}
+
+
+@pytest.mark.claim("plain/seed-protocol")
+def test_undeclared_reading(read_seed):
+    read_seed()
+""", test_bare="""
+import pytest
+
+CLAIM = "plain"
+
+
+@pytest.mark.claim("plain/controlled")
+def test_bare(read_seed):
+    read_seed()
+""")  # fmt: skip
+    result = pytester.runpytest(*PLUGIN, "test_read.py", "test_bare.py", "--model-preset",
+                                "tiny-mha", "--seeds", "0", "--no-evidence")  # fmt: skip
+    result.assert_outcomes(passed=1, errors=2)
+    result.stdout.fnmatch_lines_random([
+        "*test_read.py::test_undeclared_reading[[]tiny-mha-seed0[]] uses read_seed: its module "
+        "must declare its CLAIM (a Claim) and its claim marker name one of the claim's readings*",
+        "*test_bare.py::test_bare[[]tiny-mha-seed0[]] uses read_seed: its module must declare*",
+    ])  # fmt: skip
