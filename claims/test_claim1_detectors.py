@@ -41,10 +41,8 @@ from mechclaims.interp.claims.feature_detectors import (
 )
 from mechclaims.interp.units import SEED_UNITS
 
-STATEMENT = CLAIM.statement
 
-
-@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=CLAIM.statement)
 def test_seed_protocol(read_seed, thresholds):
     seed_result = read_seed()
     assert len(seed_result["top_sequences"]) == thresholds["seed_top"]
@@ -52,7 +50,7 @@ def test_seed_protocol(read_seed, thresholds):
     assert np.all(np.diff(seed_result["top_activations"]) <= 0)
 
 
-@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement)
 def test_controlled(read_seed):
     controlled_result = read_seed()
     for name in SOURCES:
@@ -60,7 +58,7 @@ def test_controlled(read_seed):
         assert not np.isnan(controlled_result[f"{name}_median_holdout_d"])
 
 
-@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=CLAIM.statement, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, thresholds):
     results = read_seeds()
     counts = np.array([result["shared_count"] for result in results])
@@ -96,7 +94,7 @@ def _plot_top_sequences(ax, result: dict, seed: int) -> None:
     ax.legend(fontsize=7, loc="upper right")
 
 
-@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement, decides=True)
 def test_controlled_across_seeds(evidence, judge, read_seeds, thresholds):
     results = read_seeds()
     figure, (ax_effect, ax_fraction) = new_figure(2)

@@ -31,17 +31,15 @@ from mechclaims.interp.stats import (
 )
 from mechclaims.interp.units import SEED_SEQ_LEN
 
-STATEMENT = CLAIM.statement
 
-
-@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=CLAIM.statement)
 def test_seed_protocol(read_seed):
     seed_result = read_seed()
     assert not np.isnan(seed_result["effect"])
     assert seed_result["std_without"] >= 0
 
 
-@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement)
 def test_controlled(read_seed, model_source):
     result = read_seed()
     assert result["effect_low"] <= result["effect"] <= result["effect_high"]
@@ -49,7 +47,7 @@ def test_controlled(read_seed, model_source):
     assert result["family_size"] == SEED_SEQ_LEN * PANEL_SIZE * model_source.cfg.d_model
 
 
-@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=CLAIM.statement, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, thresholds):
     results = read_seeds()
     effects = np.array([result["effect"] for result in results])
@@ -63,7 +61,7 @@ def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, threshol
     judge(CLAIM.id, "seed-protocol", holds)
 
 
-@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement, decides=True)
 def test_controlled_across_seeds(evidence, judge, read_seeds, seeds, thresholds):
     results = read_seeds()
     by_key = {key: np.array([r[key] for r in results]) for key in results[0] if

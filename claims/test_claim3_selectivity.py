@@ -37,10 +37,8 @@ from mechclaims.interp.claims.selectivity import (
     controlled_evidence,
 )
 
-STATEMENT = CLAIM.statement
 
-
-@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=CLAIM.statement)
 def test_seed_protocol(read_seed):
     seed_result = read_seed()
     assert 0 <= seed_result["seed_count"] <= 2 * SEED_PRINTED_DIMS
@@ -48,14 +46,14 @@ def test_seed_protocol(read_seed):
     assert np.all(np.isfinite(seed_result["token_std_dims_0_9"]))
 
 
-@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement)
 def test_controlled(read_seed):
     controlled_result = read_seed()
     fractions = [value for key, value in controlled_result.items() if key.endswith("_fraction")]
     assert all(0.0 <= fraction <= 1.0 for fraction in fractions)
 
 
-@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=CLAIM.statement, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, thresholds):
     results = read_seeds()
     counts = np.array([result["seed_count"] for result in results])
@@ -76,7 +74,7 @@ def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, threshol
     )
 
 
-@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement, decides=True)
 def test_controlled_across_seeds(evidence, judge, read_seeds, thresholds):
     results = read_seeds()
     sources = ("network", "embedding", "rotated", "gaussian")

@@ -55,10 +55,8 @@ from mechclaims.interp.claims.circuits import (
 from mechclaims.interp.sources import PANEL_SIZE
 from mechclaims.interp.units import SEED_UNITS
 
-STATEMENT = CLAIM.statement
 
-
-@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=CLAIM.statement)
 def test_seed_protocol(read_seed, thresholds):
     seed_result = read_seed()
     assert 1 <= seed_result["distinct_inputs"] <= PANEL_SIZE
@@ -71,7 +69,7 @@ def test_seed_protocol(read_seed, thresholds):
     assert 0.0 <= seed_result["chance_printed_holds"] <= 1.0
 
 
-@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement)
 def test_controlled(read_seed, thresholds):
     result = read_seed()
     rates = [value for key, value in result.items() if key.endswith("_rate")]
@@ -83,7 +81,7 @@ def test_controlled(read_seed, thresholds):
     assert result["pos3_embedding_n"] == PANEL_SIZE  # the embedding sees x_3 alone
 
 
-@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=CLAIM.statement, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, thresholds):
     results = read_seeds()
     holds = CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
@@ -91,7 +89,7 @@ def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, threshol
     judge(CLAIM.id, "seed-protocol", holds)
 
 
-@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement, decides=True)
 def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thresholds):
     measured = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
     results = [entry["result"] for entry in measured]

@@ -75,11 +75,10 @@ from mechclaims.interp.stats import (
 from mechclaims.interp.units import SEED_SEQ_LEN, SEED_UNITS
 from mechclaims.model.__main__ import draw_attention_patterns
 
-STATEMENT = CLAIM.statement
 ATTENTION_STATEMENT = "The attention patterns of the seed's structured inputs, per preset."
 
 
-@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=CLAIM.statement)
 def test_seed_protocol(read_seed):
     seed_result = read_seed()
     assert seed_result["inputs"] == list(SEED_STRUCTURED)
@@ -88,7 +87,7 @@ def test_seed_protocol(read_seed):
     assert 0.0 <= seed_result["chance_empirical"] <= 1.0
 
 
-@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement)
 def test_controlled(read_seed):
     controlled_result = read_seed()
     sets = controlled_result["unit_sets"]
@@ -98,7 +97,7 @@ def test_controlled(read_seed):
     assert all(0.0 < controlled_result[f"{s}_agreement_p"] <= 1.0 for s in sets)
 
 
-@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=CLAIM.statement, decides=True)
 def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, thresholds):
     results = read_seeds()
     max_abs_z = np.array([result["max_abs_z"] for result in results])
@@ -132,7 +131,7 @@ def _draw_seed_responses(ax, result: dict, seed: int, cut: float) -> None:
     ax.legend(fontsize=6, loc="best")
 
 
-@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement, decides=True)
 def test_controlled_across_seeds(evidence, judge, read_seeds, thresholds):
     results = read_seeds()
     sets = results[0]["unit_sets"]

@@ -59,8 +59,6 @@ from mechclaims.interp.claims.persistence import (
 from mechclaims.interp.verdicts import cross_seed_verdict
 from mechclaims.model.tasks import PATTERN_FAMILIES
 
-STATEMENT = CLAIM.statement
-
 
 def assert_trained(evidence, memo, model_source, seeds, thresholds: dict) -> None:
     """Persistence through training means nothing if training taught nothing: the trained model
@@ -88,7 +86,7 @@ def training_steps(thresholds: dict) -> int:
     return thresholds["train_epochs"] * batches
 
 
-@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=CLAIM.statement)
 def test_seed_protocol(read_seed, thresholds):
     seed_result = read_seed()
     shares = [value for key, value in seed_result.items() if key.endswith("_share")]
@@ -97,7 +95,7 @@ def test_seed_protocol(read_seed, thresholds):
     assert seed_result["losses"].shape == (training_steps(thresholds),)
 
 
-@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement)
 def test_controlled(read_seed):
     controlled_result = read_seed()
     for factor in FACTORS:
@@ -108,7 +106,7 @@ def test_controlled(read_seed):
         assert phi is None or -1.0 <= phi <= 1.0
 
 
-@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/seed-protocol", statement=CLAIM.statement, decides=True)
 def test_seed_protocol_across_seeds(
     evidence, judge, read_seeds, memo, model_source, seeds, thresholds
 ):
@@ -123,7 +121,7 @@ def test_seed_protocol_across_seeds(
     assert_trained(evidence, memo, model_source, seeds, thresholds)
 
 
-@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=STATEMENT, decides=True)
+@pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement, decides=True)
 def test_controlled_across_seeds(
     evidence, judge, read_seeds, memo, model_source, seeds, thresholds
 ):
