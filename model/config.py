@@ -10,10 +10,16 @@ from typing import Any
 
 ATTENTIONS = ("standard", "parameter-free")
 NORMS = ("pre", "post")
+# LayerNorm (subtract the mean, divide by the standard deviation; gain and bias) or RMSNorm
+# (divide by the root mean square; gain only), as TransformerLens's "LN" and "RMS".
+NORMALIZATIONS = ("layernorm", "rmsnorm")
 # Activation names as TransformerLens, HF and PyTorch use them: "gelu" is the exact GELU,
-# x Φ(x) with the erf; "gelu_new" GPT-2's tanh approximation (HF's "gelu_new").
-ACT_FNS = ("relu", "gelu", "gelu_new")
-POS_EMBEDS = ("learned", "sinusoidal")
+# x Φ(x) with the erf; "gelu_new" GPT-2's tanh approximation (HF's "gelu_new"); "silu" x σ(x)
+# (Llama's, in its gated MLP).
+ACT_FNS = ("relu", "gelu", "gelu_new", "silu")
+# "rotary": no position embedding; queries and keys are rotated by their position in each head's
+# first `rotary_dim` dimensions, GPT-NeoX's and HF Llama's rotate-half layout.
+POS_EMBEDS = ("learned", "sinusoidal", "rotary")
 # How initial weights are drawn (before `init_scale` multiplies them all):
 #   gpt2:    every weight N(0, 0.02²), biases 0, LayerNorm gain 1 and bias 0;
 #   gpt2-residual-scaled: GPT-2's own init, as HF's GPT2PreTrainedModel._init_weights does it:
@@ -24,8 +30,16 @@ POS_EMBEDS = ("learned", "sinusoidal")
 #   pytorch: PyTorch's defaults: embeddings N(0, 1), each linear weight and bias
 #            U(-1/sqrt(fan_in), 1/sqrt(fan_in)), LayerNorm gain 1 and bias 0;
 #   seed:    the seed's MiniGPT: embeddings, positions and unembed N(0, 0.1²),
-#            MLP weights He-normal N(0, 2/fan_in), biases 0.
-INITS = ("gpt2", "gpt2-residual-scaled", "pytorch", "seed")
+#            MLP weights He-normal N(0, 2/fan_in), biases 0;
+#   pythia:  GPT-NeoX's, as Pythia's configs name it (its `step0` checkpoints hold this draw):
+#            `small_init` N(0, 2 / (5 d)) for the embedding, W_Q/W_K/W_V, W_in and the
+#            unembedding; `wang_init` N(0, (2 / (n_layers sqrt(d)))²) for W_O and W_out; biases 0;
+#            norm gains 1 and biases 0 (see transformer._draw for the source);
+#   llama2c: Karpathy's llama2.c (model.py, `Transformer._init_weights`), the init of its
+#            TinyStories Llamas: every weight N(0, 0.02²), except the up projection (its `w3`,
+#            our W_in of a gated MLP) and W_O (its `wo`), N(0, (0.02 / sqrt(2 n_layers))²);
+#            biases 0, RMSNorm gains 1; the unembedding tied to the embedding (W_U = W_Eᵀ).
+INITS = ("gpt2", "gpt2-residual-scaled", "pytorch", "seed", "pythia", "llama2c")
 DTYPES = ("float32", "float64")
 
 
@@ -45,6 +59,14 @@ class TransformerConfig:
     pos_embed: str = "learned"
     unembed_bias: bool = True
     causal: bool = True
+    normalization: str = "layernorm"
+    rotary_dim: int | None = None  # pos_embed "rotary": dimensions rotated per head (None: d_head)
+    rotary_base: float = 10000.0  # pos_embed "rotary": HF's rope_theta / rotary_emb_base
+    parallel_attn_mlp: bool = False  # attention and MLP both read resid_pre (GPT-NeoX's, GPT-J's)
+    gated_mlp: bool = False  # act(x W_gate) * (x W_in), then W_out (Llama's SwiGLU with "silu")
+    n_key_value_heads: int | None = None  # grouped-query attention; None: n_heads (MHA)
+    attn_bias: bool = True  # b_Q, b_K, b_V, b_O
+    mlp_bias: bool = True  # b_in, b_out (and b_gate when gated)
     init: str = "gpt2"
     init_scale: float = 1.0
     dtype: str = "float64"
@@ -58,15 +80,18 @@ class TransformerConfig:
             ("norm", NORMS),
             ("act_fn", ACT_FNS),
             ("pos_embed", POS_EMBEDS),
+            ("normalization", NORMALIZATIONS),
             ("init", INITS),
             ("dtype", DTYPES),
         ):
             _check_choice(name, getattr(self, name), allowed)
-        for name in ("ln_affine", "final_ln", "unembed_bias", "causal"):
+        for name in ("ln_affine", "final_ln", "unembed_bias", "causal", "parallel_attn_mlp",
+                     "gated_mlp", "attn_bias", "mlp_bias"):  # fmt: skip
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         _check_number("init_scale", self.init_scale, minimum=0.0, strictly=False)
         _check_number("ln_eps", self.ln_eps, minimum=0.0, strictly=True)
+        _check_number("rotary_base", self.rotary_base, minimum=1.0, strictly=True)
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"n_heads={self.n_heads} must divide d_model={self.d_model} "
@@ -76,10 +101,49 @@ class TransformerConfig:
             raise ValueError(
                 f"n_heads must be 1 for attention='parameter-free', got {self.n_heads}"
             )
+        self._check_heads()
+        self._check_rotary()
+        if self.parallel_attn_mlp and self.norm != "pre":
+            raise ValueError("parallel_attn_mlp needs norm='pre' (each sublayer reads resid_pre)")
+
+    def _check_heads(self) -> None:
+        if self.n_key_value_heads is None:
+            return
+        _check_positive_int("n_key_value_heads", self.n_key_value_heads)
+        if self.attention != "standard":
+            raise ValueError("n_key_value_heads needs attention='standard'")
+        if self.n_heads % self.n_key_value_heads:
+            raise ValueError(
+                f"n_key_value_heads={self.n_key_value_heads} must divide n_heads={self.n_heads} "
+                f"(allowed: {_divisors(self.n_heads)})"
+            )
+
+    def _check_rotary(self) -> None:
+        if self.rotary_dim is None:
+            return
+        if self.pos_embed != "rotary":
+            raise ValueError(f"rotary_dim needs pos_embed='rotary', got {self.pos_embed!r}")
+        _check_positive_int("rotary_dim", self.rotary_dim)
+        if self.rotary_dim % 2 or self.rotary_dim > self.d_head:
+            raise ValueError(
+                f"rotary_dim must be even and at most d_head={self.d_head}, got {self.rotary_dim}"
+            )
 
     @property
     def d_head(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def n_kv_heads(self) -> int:
+        """Heads of keys and values: n_key_value_heads, or n_heads without grouped queries."""
+        return self.n_heads if self.n_key_value_heads is None else self.n_key_value_heads
+
+    @property
+    def rotary_dims(self) -> int:
+        """Dimensions of each head that rotary rotates: 0 without rotary."""
+        if self.pos_embed != "rotary":
+            return 0
+        return self.d_head if self.rotary_dim is None else self.rotary_dim
 
     @classmethod
     def preset(cls, name: str) -> TransformerConfig:
@@ -112,7 +176,9 @@ def parse_overrides(assignments: list[str] | tuple[str, ...]) -> dict[str, Any]:
 
 
 def _parse_value(key: str, text: str) -> Any:
-    kind = _FIELD_TYPES[key]
+    kind, optional = _FIELD_TYPES[key].removesuffix(" | None"), _FIELD_TYPES[key].endswith("None")
+    if optional and text.lower() == "none":
+        return None
     if kind == "bool":
         lowered = text.lower()
         if lowered not in ("true", "false", "1", "0", "yes", "no"):

@@ -17,27 +17,40 @@ from mechclaims.model.config import TransformerConfig
 
 HookFn = Callable[[np.ndarray, str], "np.ndarray | None"]
 
-ATTENTION_HOOKS = ("hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern", "hook_z")
 
 
 def hook_names(cfg: TransformerConfig) -> list[str]:
     """Every hook point of a model with this config, in the order the forward pass reaches them."""
-    names = ["hook_embed", "hook_pos_embed"]
+    names = ["hook_embed"] if cfg.pos_embed == "rotary" else ["hook_embed", "hook_pos_embed"]
     for layer in range(cfg.n_layers):
         block = f"blocks.{layer}"
-        attention = [f"{block}.attn.{name}" for name in ATTENTION_HOOKS]
-        attention.append(f"{block}.hook_attn_out")
-        mlp = [f"{block}.mlp.hook_pre", f"{block}.mlp.hook_post", f"{block}.hook_mlp_out"]
-        ln1, ln2 = f"{block}.ln1.hook_normalized", f"{block}.ln2.hook_normalized"
+        attention = [*_attention_hooks(f"{block}.attn", cfg), f"{block}.hook_attn_out"]
+        gated = ("hook_pre", "hook_pre_linear", "hook_post")
+        mlp = [f"{block}.mlp.{name}" for name in (gated if cfg.gated_mlp else gated[::2])]
+        mlp.append(f"{block}.hook_mlp_out")
+        ln1, ln2 = _norm_hooks(f"{block}.ln1"), _norm_hooks(f"{block}.ln2")
         mid, post = f"{block}.hook_resid_mid", f"{block}.hook_resid_post"
         names.append(f"{block}.hook_resid_pre")
-        if cfg.norm == "pre":  # LN on the way into each sublayer
-            names += [ln1, *attention, mid, ln2, *mlp, post]
+        if cfg.parallel_attn_mlp:  # both sublayers read resid_pre: no resid_mid
+            names += [*ln1, *attention, *ln2, *mlp, post]
+        elif cfg.norm == "pre":  # LN on the way into each sublayer
+            names += [*ln1, *attention, mid, *ln2, *mlp, post]
         else:  # LN of each residual sum, which is then the stream
-            names += [*attention, ln1, mid, *mlp, ln2, post]
+            names += [*attention, *ln1, mid, *mlp, *ln2, post]
     if cfg.final_ln:
-        names.append("ln_final.hook_normalized")
+        names += _norm_hooks("ln_final")
     return names
+
+
+def _attention_hooks(prefix: str, cfg: TransformerConfig) -> list[str]:
+    rotary = ["hook_rot_q", "hook_rot_k"] if cfg.pos_embed == "rotary" else []
+    names = ["hook_q", "hook_k", "hook_v", *rotary, "hook_attn_scores", "hook_pattern", "hook_z"]
+    return [f"{prefix}.{name}" for name in names]
+
+
+def _norm_hooks(prefix: str) -> list[str]:
+    """A norm's divisor sqrt(var + eps) [B,T,1] (TransformerLens's hook_scale), then its output."""
+    return [f"{prefix}.hook_scale", f"{prefix}.hook_normalized"]
 
 
 def stop_layer_for(names: Iterable[str], cfg: TransformerConfig) -> int | None:

@@ -34,7 +34,7 @@ RETURN_TYPES = ("logits", None)  # run_with_cache's outputs, as TransformerLens 
 
 def param_shapes(cfg: TransformerConfig) -> dict[str, tuple[int, ...]]:
     """Every parameter's name and shape, in a fixed order (the order weights are drawn in)."""
-    d, H, dh, M = cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp
+    d = cfg.d_model
     shapes: dict[str, tuple[int, ...]] = {"embed.W_E": (cfg.vocab_size, d)}
     if cfg.pos_embed == "learned":
         shapes["pos_embed.W_pos"] = (cfg.n_ctx, d)
@@ -42,13 +42,9 @@ def param_shapes(cfg: TransformerConfig) -> dict[str, tuple[int, ...]]:
         block = f"blocks.{layer}"
         shapes.update(_norm_shapes(f"{block}.ln1", cfg))
         if cfg.attention == "standard":
-            shapes.update({f"{block}.attn.{n}": (H, d, dh) for n in ("W_Q", "W_K", "W_V")})
-            shapes[f"{block}.attn.W_O"] = (H, dh, d)
-            shapes.update({f"{block}.attn.{n}": (H, dh) for n in ("b_Q", "b_K", "b_V")})
-            shapes[f"{block}.attn.b_O"] = (d,)
+            shapes.update(_attention_shapes(f"{block}.attn", cfg))
         shapes.update(_norm_shapes(f"{block}.ln2", cfg))
-        shapes.update({f"{block}.mlp.W_in": (d, M), f"{block}.mlp.b_in": (M,)})
-        shapes.update({f"{block}.mlp.W_out": (M, d), f"{block}.mlp.b_out": (d,)})
+        shapes.update(_mlp_shapes(f"{block}.mlp", cfg))
     if cfg.final_ln:
         shapes.update(_norm_shapes("ln_final", cfg))
     shapes["unembed.W_U"] = (d, cfg.vocab_size)
@@ -57,8 +53,36 @@ def param_shapes(cfg: TransformerConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def _attention_shapes(prefix: str, cfg: TransformerConfig) -> dict[str, tuple[int, ...]]:
+    """W_Q [H,d,dh]; W_K, W_V [H_kv,d,dh] (H_kv < H: grouped-query); W_O [H,dh,d]; biases."""
+    d, H, H_kv, dh = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.d_head
+    shapes = {f"{prefix}.W_Q": (H, d, dh), f"{prefix}.W_K": (H_kv, d, dh),
+              f"{prefix}.W_V": (H_kv, d, dh), f"{prefix}.W_O": (H, dh, d)}  # fmt: skip
+    if cfg.attn_bias:
+        shapes.update({f"{prefix}.b_Q": (H, dh), f"{prefix}.b_K": (H_kv, dh),
+                       f"{prefix}.b_V": (H_kv, dh), f"{prefix}.b_O": (d,)})  # fmt: skip
+    return shapes
+
+
+def _mlp_shapes(prefix: str, cfg: TransformerConfig) -> dict[str, tuple[int, ...]]:
+    """W_in [d,M] (and W_gate [d,M] when gated), W_out [M,d], their biases."""
+    d, M = cfg.d_model, cfg.d_mlp
+    inputs = ("gate", "in") if cfg.gated_mlp else ("in",)
+    shapes = {f"{prefix}.W_{name}": (d, M) for name in inputs}
+    shapes[f"{prefix}.W_out"] = (M, d)
+    if cfg.mlp_bias:
+        shapes.update({f"{prefix}.b_{name}": (M,) for name in inputs})
+        shapes[f"{prefix}.b_out"] = (d,)
+    return shapes
+
+
 def _norm_shapes(prefix: str, cfg: TransformerConfig) -> dict[str, tuple[int, ...]]:
-    return {f"{prefix}.w": (cfg.d_model,), f"{prefix}.b": (cfg.d_model,)} if cfg.ln_affine else {}
+    """LayerNorm's gain w and bias b; RMSNorm's gain w only; nothing without ln_affine."""
+    if not cfg.ln_affine:
+        return {}
+    if cfg.normalization == "rmsnorm":
+        return {f"{prefix}.w": (cfg.d_model,)}
+    return {f"{prefix}.w": (cfg.d_model,), f"{prefix}.b": (cfg.d_model,)}
 
 
 def init_params(cfg: TransformerConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
