@@ -24,6 +24,7 @@ from mechclaims.model.hooks import (
 CONFIG_KEY = "__config__"
 FORMAT_KEY, FORMAT_VERSION = "__format__", 2  # .npz format; 2: act_fn names as TransformerLens's
 SEED_KEY = "__seed__"  # the seed the weights were first drawn with, if known (training keeps it)
+STEP_KEY = "__step__"  # the training step a model was saved at, if given (mechclaims train)
 CHUNK_TOKENS = 2048  # forward passes over more tokens than this run in chunks (see run_with_cache)
 KEPT_SHARE_FOR_CHUNKS = 4  # ... if they keep at most a quarter of the hook points
 RETURN_TYPES = ("logits", None)  # run_with_cache's outputs, as TransformerLens names them
@@ -436,8 +437,9 @@ class Transformer:
 
     # ------------------------------------------------------------ saving
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the config and every parameter to one `.npz` file (atomically)."""
+    def save(self, path: str | os.PathLike, step: int | None = None) -> None:
+        """Write the config and every parameter to one `.npz` file (atomically), with the
+        training `step` it was saved at if given (a snapshot's; STEP_KEY)."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as handle:
@@ -445,6 +447,8 @@ class Transformer:
             header = {CONFIG_KEY: config, FORMAT_KEY: np.array(FORMAT_VERSION)}
             if self.seed is not None:
                 header[SEED_KEY] = np.array(self.seed)
+            if step is not None:
+                header[STEP_KEY] = np.array(step)
             np.savez(handle, **header, **self.params)
         os.replace(tmp, path)
 
@@ -466,7 +470,7 @@ class Transformer:
                 config = json.loads(str(data[CONFIG_KEY]))
                 if FORMAT_KEY not in data.files and config.get("act_fn") == "gelu":
                     config["act_fn"] = "gelu_new"
-                header = (CONFIG_KEY, FORMAT_KEY, SEED_KEY)
+                header = (CONFIG_KEY, FORMAT_KEY, SEED_KEY, STEP_KEY)
                 params = {name: data[name] for name in data.files if name not in header}
                 seed = int(data[SEED_KEY]) if SEED_KEY in data.files else None
             model = cls.from_params(TransformerConfig(**config), params)
