@@ -1,62 +1,65 @@
-"""Checkpoints of other libraries as a Transformer: HF GPT-2-family directories, and our .npz.
+"""Checkpoints of other libraries as a Transformer, and back: HF folders of the GPT-2, GPT-NeoX
+(Pythia's) and Llama families, and our .npz.
 
-An HF directory holds `config.json` and `model.safetensors`, with the keys as `save_pretrained`
-writes them (`transformer.h.0.attn.c_attn.weight`, ...; `lm_head.weight` left out when tied to
-the token embedding) or as the hub's original `gpt2` files have them (no `transformer.` prefix,
-plus the attention-mask buffers `h.{l}.attn.bias` and `h.{l}.attn.masked_bias`, ignored).
-Nothing is ever downloaded: the directory is one you already have.
+An HF folder holds `config.json` and the weights in safetensors: one `model.safetensors`, or
+shards that `model.safetensors.index.json`'s `weight_map` names (each tensor in the shard the
+index says, every shard present, nothing left over). Keys are read as `save_pretrained` writes
+them (`transformer.h.0.attn.c_attn.weight`, `gpt_neox.layers.0...`, `model.layers.0...`) or
+without the base model's prefix (the hub's original `gpt2` files); the attention-mask and
+rotary buffers of old checkpoints (`attn.bias`, `attention.masked_bias`, `rotary_emb.inv_freq`,
+...) are ignored, and nothing else is. Weights may be float16, bfloat16 (read from the raw
+bytes: safetensors' NumPy reader has no bfloat16) or float32/float64; they load as float32
+unless `dtype` says otherwise. Nothing is ever downloaded, and nothing read can run code
+(safetensors and JSON only: a folder with only `pytorch_model.bin`, a pickle, is refused).
 
-The weights become TransformerLens's names as its `convert_gpt2_weights` lays them out. HF's
-Conv1D weights are [in, out]; c_attn's 3d output columns are Q, K, V side by side, each split
-into heads of dh columns; c_proj's rows are heads of dh rows.
-
-config.json is honoured or refused, never ignored: `activation_function` becomes our act_fn
-("gelu" exact, "gelu_new" and "gelu_pytorch_tanh" the tanh form, "relu"), `layer_norm_epsilon`
-ln_eps, `n_positions` n_ctx, `n_inner` d_mlp (None: 4 d_model), `tie_word_embeddings` whether
-the unembedding is the embedding's transpose. `reorder_and_upcast_attn` only reorders and
-upcasts fp16 arithmetic, the same function in float32 and float64, so it is accepted. Unscaled
-attention (`scale_attn_weights: false`), `scale_attn_by_inverse_layer_idx` and cross-attention
-are refused, as is any other architecture (GPT-J, Llama, ...). Missing options take HF's
-GPT2Config defaults; the sizes must be given.
+model/hf_families.py holds the families: how config.json becomes our TransformerConfig (every
+option honoured or refused, never ignored) and where each of our parameters lies in HF's
+tensors, TransformerLens's names as its converters lay them out.
 
 Everything is read and checked before a model exists: a bad file is a one-line ValueError
 naming the file and the tensor or key, never a half-loaded model.
+
+`save` writes the way back: config.json and model.safetensors of the family that expresses the
+model's config (a ValueError naming the field where none does), atomically.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
 
+from mechclaims.model import hf_families
 from mechclaims.model.config import TransformerConfig
+from mechclaims.model.hf_families import Family
 from mechclaims.model.transformer import Transformer
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-MODEL_TYPES = ("gpt2",)
-ACT_FNS = {"gelu": "gelu", "gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_new", "relu": "relu"}
-MASK_BUFFERS = ("attn.bias", "attn.masked_bias")  # per block; not weights
-# config.json options of which the model implements one value (HF's default where missing).
-FIXED_OPTIONS = {
-    "scale_attn_weights": (True, "attention unscaled by 1/sqrt(d_head)"),
-    "scale_attn_by_inverse_layer_idx": (False, "attention scaled by 1/(layer index + 1)"),
-    "add_cross_attention": (False, "cross-attention"),
-}
+INDEX_FILE = "model.safetensors.index.json"
+PICKLE_FILE = "pytorch_model.bin"
+MODEL_TYPES = tuple(hf_families.FAMILIES)
+SAVE_DTYPES = ("float32", "float64")
+# safetensors dtypes its NumPy reader reads (integers and booleans to be refused by name later)
+NUMPY_DTYPES = ("F16", "F32", "F64", "I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64", "BOOL")
 
 
 def load(path: str | os.PathLike, dtype: str | None = None) -> Transformer:
-    """A model from an HF GPT-2-family directory (float32 unless `dtype` says otherwise), or from
-    our own `.npz` (in its saved dtype unless `dtype` says otherwise)."""
+    """A model from an HF folder (float32 unless `dtype` says otherwise), or from our own
+    `.npz` (in its saved dtype unless `dtype` says otherwise)."""
     path = Path(path)
     if path.is_dir():
-        config = _read_json(path / CONFIG_FILE)
-        cfg = hf_config(config, path / CONFIG_FILE, dtype or "float32")
-        tied = config.get("tie_word_embeddings", True)
-        return Transformer.from_params(cfg, hf_params(path / WEIGHTS_FILE, cfg, tied))
+        raw = _read_json(path / CONFIG_FILE)
+        family = hf_families.family_of_json(raw, path / CONFIG_FILE)
+        cfg = hf_families.read_config(family, raw, path / CONFIG_FILE, dtype or "float32")
+        tied = hf_families.read_tied(family, raw, path / CONFIG_FILE)
+        return Transformer.from_params(cfg, hf_params(read_weights(path, family), cfg, tied))
     if path.suffix == ".npz" and path.is_file():
         model = Transformer.load(path)
         return (
@@ -68,44 +71,6 @@ def load(path: str | os.PathLike, dtype: str | None = None) -> Transformer:
         f"{path}: not a checkpoint (expected a directory with {CONFIG_FILE} and {WEIGHTS_FILE}, "
         f"or a .npz file written by Transformer.save)"
     )
-
-
-# ---------------------------------------------------------------- config.json
-
-
-def hf_config(raw: dict, path: Path, dtype: str) -> TransformerConfig:
-    """Our config for an HF GPT-2 config.json's contents; refuses what the model does not
-    implement. `path` names the file in errors."""
-    model_type = raw.get("model_type")
-    if model_type not in MODEL_TYPES:
-        raise ValueError(
-            f"{path}: model_type {model_type!r} (architectures {raw.get('architectures')}) is "
-            f"not supported; supported: {', '.join(MODEL_TYPES)} (the GPT-2 family)"
-        )
-    for key, (implemented, meaning) in FIXED_OPTIONS.items():
-        if raw.get(key, implemented) != implemented:
-            raise ValueError(f"{path}: {key}={raw[key]!r} ({meaning}) is not supported")
-    activation = raw.get("activation_function", "gelu_new")
-    if activation not in ACT_FNS:
-        raise ValueError(
-            f"{path}: activation_function {activation!r} is not supported; "
-            f"supported: {', '.join(ACT_FNS)}"
-        )
-    sizes = {key: _required(raw, key, path) for key in ("vocab_size", "n_embd", "n_layer",
-                                                        "n_head", "n_positions")}  # fmt: skip
-    n_inner = raw.get("n_inner")
-    try:
-        return TransformerConfig(
-            vocab_size=sizes["vocab_size"], d_model=sizes["n_embd"], n_layers=sizes["n_layer"],
-            n_heads=sizes["n_head"], n_ctx=sizes["n_positions"],
-            d_mlp=4 * sizes["n_embd"] if n_inner is None else n_inner,
-            attention="standard", norm="pre", ln_affine=True, final_ln=True,
-            act_fn=ACT_FNS[activation], pos_embed="learned", unembed_bias=False, causal=True,
-            init="gpt2-residual-scaled", dtype=dtype,
-            ln_eps=raw.get("layer_norm_epsilon", 1e-5),
-        )  # fmt: skip
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{path}: {error}") from None
 
 
 def _read_json(path: Path) -> dict:
@@ -120,92 +85,134 @@ def _read_json(path: Path) -> dict:
     return raw
 
 
-def _required(raw: dict, key: str, path: Path):
-    if key not in raw:
-        raise ValueError(f"{path}: key {key!r} missing")
-    return raw[key]
+# ---------------------------------------------------------------- the weights
 
 
-# ---------------------------------------------------------------- model.safetensors
-
-
-def hf_params(path: Path, cfg: TransformerConfig, tied: bool) -> dict[str, np.ndarray]:
-    """TransformerLens-named parameters from an HF GPT-2 safetensors file, every tensor checked;
+def hf_params(tensors: _WeightFile, cfg: TransformerConfig, tied: bool) -> dict[str, np.ndarray]:
+    """TransformerLens-named parameters from the family's tensors, every one checked and used;
     `tied`: the unembedding is the token embedding's transpose (tie_word_embeddings)."""
-    tensors = _WeightFile(path, read_tensors(path))
-    d, H, dh, M = cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp
-    params = {
-        "embed.W_E": tensors.take("wte.weight", (cfg.vocab_size, d)),
-        "pos_embed.W_pos": tensors.take("wpe.weight", (cfg.n_ctx, d)),
-    }
-    for layer in range(cfg.n_layers):
-        h, block = f"h.{layer}", f"blocks.{layer}"
-        for ours, theirs in (("ln1", "ln_1"), ("ln2", "ln_2")):
-            params[f"{block}.{ours}.w"] = tensors.take(f"{h}.{theirs}.weight", (d,))
-            params[f"{block}.{ours}.b"] = tensors.take(f"{h}.{theirs}.bias", (d,))
-        W_qkv = tensors.take(f"{h}.attn.c_attn.weight", (d, 3 * d)).reshape(d, 3, H, dh)
-        b_qkv = tensors.take(f"{h}.attn.c_attn.bias", (3 * d,)).reshape(3, H, dh)
-        for index, name in enumerate("QKV"):
-            params[f"{block}.attn.W_{name}"] = W_qkv[:, index].transpose(1, 0, 2)  # [H,d,dh]
-            params[f"{block}.attn.b_{name}"] = b_qkv[index]  # [H,dh]
-        W_O = tensors.take(f"{h}.attn.c_proj.weight", (d, d))
-        params[f"{block}.attn.W_O"] = W_O.reshape(H, dh, d)  # [d,d] -> [H,dh,d]
-        params[f"{block}.attn.b_O"] = tensors.take(f"{h}.attn.c_proj.bias", (d,))
-        params[f"{block}.mlp.W_in"] = tensors.take(f"{h}.mlp.c_fc.weight", (d, M))
-        params[f"{block}.mlp.b_in"] = tensors.take(f"{h}.mlp.c_fc.bias", (M,))
-        params[f"{block}.mlp.W_out"] = tensors.take(f"{h}.mlp.c_proj.weight", (M, d))
-        params[f"{block}.mlp.b_out"] = tensors.take(f"{h}.mlp.c_proj.bias", (d,))
-        tensors.drop(*(f"{h}.{buffer}" for buffer in MASK_BUFFERS))
-    params["ln_final.w"] = tensors.take("ln_f.weight", (d,))
-    params["ln_final.b"] = tensors.take("ln_f.bias", (d,))
+    family = tensors.family
+    params: dict[str, np.ndarray] = {}
+    for tensor in family.tensors(cfg):
+        params.update(tensor.read(tensors.take(tensor.name, tensor.shape)))
     params["unembed.W_U"] = _unembedding(tensors, params["embed.W_E"], tied)  # [d,V]
+    for layer in range(cfg.n_layers):
+        tensors.drop(*(buffer.format(layer=layer) for buffer in family.buffers))
     tensors.check_all_used()
     return params
 
 
 def _unembedding(tensors: _WeightFile, W_E: np.ndarray, tied: bool) -> np.ndarray:
-    """lm_head.weight [V,d] transposed; the embedding's transpose when tied (HF's default)."""
+    """The head [V,d] transposed; the embedding's transpose when tied, where a head stored
+    anyway must equal the embedding."""
+    family = tensors.family
+    stored = [name for name in family.heads if tensors.has(name)]
+    if len(stored) > 1:
+        raise ValueError(f"{tensors.path}: tensors {stored[0]!r} and {stored[1]!r}: two heads")
     if not tied:
-        return tensors.take("lm_head.weight", W_E.shape).T
-    if tensors.has("lm_head.weight") and not np.array_equal(
-        tensors.take("lm_head.weight", W_E.shape), W_E
-    ):
+        return tensors.take(stored[0] if stored else family.heads[0], W_E.shape).T
+    if stored and not np.array_equal(tensors.take(stored[0], W_E.shape), W_E):
         raise ValueError(
-            f"{tensors.path}: tensor 'lm_head.weight' differs from 'wte.weight', but config.json "
-            f"ties them (tie_word_embeddings)"
+            f"{tensors.path}: tensor {stored[0]!r} differs from {family.embedding!r}, but "
+            f"config.json ties them (tie_word_embeddings)"
         )
     return W_E.T
 
 
+def read_weights(folder: Path, family: Family) -> _WeightFile:
+    """The folder's tensors: model.safetensors, or the shards its index names."""
+    single, index = folder / WEIGHTS_FILE, folder / INDEX_FILE
+    if single.exists() and index.exists():
+        raise ValueError(f"{folder}: both {WEIGHTS_FILE} and {INDEX_FILE}; which is the model?")
+    if index.exists():
+        return _WeightFile(index, family, read_shards(index))
+    if not single.exists() and (folder / PICKLE_FILE).exists():
+        raise ValueError(
+            f"{single}: no such file; {PICKLE_FILE} is a pickle, which can run code when read: "
+            f"convert it to safetensors first"
+        )
+    tensors = read_tensors(single)
+    return _WeightFile(single, family, {name: (value, single) for name, value in tensors.items()})
+
+
+def read_shards(index: Path) -> dict[str, tuple[np.ndarray, Path]]:
+    """Every tensor of the shards `index`'s weight_map names, with the file it came from; each
+    listed tensor must be in the shard the index says, and each shard's tensors listed there."""
+    weight_map = _read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ValueError(f"{index}: key 'weight_map' missing or not an object of tensor: file")
+    tensors: dict[str, tuple[np.ndarray, Path]] = {}
+    for shard in sorted(set(weight_map.values())):
+        if not isinstance(shard, str) or Path(shard).name != shard:
+            raise ValueError(f"{index}: weight_map names {shard!r}, not a file of this folder")
+        path = index.parent / shard
+        for name, value in read_tensors(path).items():
+            if weight_map.get(name) != shard:
+                where = "not in" if name not in weight_map else f"in {weight_map[name]!r} by"
+                raise ValueError(f"{path}: tensor {name!r} is {where} the index {index.name}")
+            tensors[name] = (value, path)
+    missing = sorted(set(weight_map) - set(tensors))
+    if missing:
+        raise ValueError(
+            f"{index.parent / weight_map[missing[0]]}: tensor {missing[0]!r} missing (the index "
+            f"{index.name} puts it there)"
+        )
+    return tensors
+
+
 def read_tensors(path: Path) -> dict[str, np.ndarray]:
-    """Every tensor of a safetensors file as a NumPy array, or a ValueError naming the file (and
-    the tensor a truncated file cuts off)."""
+    """Every tensor of a safetensors file as a NumPy array (bfloat16 as float32, exactly), or a
+    ValueError naming the file (and the tensor a truncated file cuts off)."""
     if not path.is_file():
         raise ValueError(f"{path}: no such file (an HF model directory needs one)")
     try:
         with safe_open(path, framework="np") as handle:
+            header, start = _header(path)
             keys = list(handle.keys())
-            tensors = {}
-            for key in keys:
-                try:
-                    tensors[key] = handle.get_tensor(key)
-                except (SafetensorError, TypeError, ValueError) as error:
-                    raise ValueError(f"{path}: tensor {key!r} cannot be read ({error})") from None
-            return tensors
+            return {key: _read_tensor(handle, key, path, header[key], start) for key in keys}
     except SafetensorError as error:
         cut = _cut_tensor(path)
         where = f"tensor {cut!r} runs past the end of the file; " if cut else ""
         raise ValueError(f"{path}: truncated or not a safetensors file ({where}{error})") from None
 
 
-def _cut_tensor(path: Path) -> str | None:
-    """The first tensor whose bytes lie past the end of a truncated safetensors file: the format
-    is an 8-byte little-endian header length, a JSON header {name: {data_offsets}}, the data."""
+def _read_tensor(handle, key: str, path: Path, spec: dict, start: int) -> np.ndarray:
+    if spec["dtype"] == "BF16":
+        return _bfloat16(path, start + spec["data_offsets"][0], spec["shape"])
+    if spec["dtype"] not in NUMPY_DTYPES:
+        raise ValueError(
+            f"{path}: tensor {key!r} cannot be read (dtype {spec['dtype']}; readable: BF16, "
+            f"{', '.join(NUMPY_DTYPES)})"
+        )
     try:
-        with open(path, "rb") as handle:
-            header_length = int.from_bytes(handle.read(8), "little")
-            header = json.loads(handle.read(header_length))
-        data_bytes = path.stat().st_size - 8 - header_length
+        return handle.get_tensor(key)
+    except (SafetensorError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: tensor {key!r} cannot be read ({error})") from None
+
+
+def _bfloat16(path: Path, offset: int, shape: list[int]) -> np.ndarray:
+    """A bfloat16 tensor as float32: bfloat16 is the top 16 bits of a float32."""
+    count = int(np.prod(shape, dtype=np.int64))
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        top = np.frombuffer(handle.read(2 * count), "<u2")  # checked by safe_open: complete
+    return (top.astype("<u4") << 16).view("<f4").reshape(shape)
+
+
+def _header(path: Path) -> tuple[dict, int]:
+    """A safetensors file's JSON header {name: {dtype, shape, data_offsets}} and where its data
+    starts: the format is an 8-byte little-endian header length, the header, the data."""
+    with open(path, "rb") as handle:
+        header_length = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(header_length))
+    return header, 8 + header_length
+
+
+def _cut_tensor(path: Path) -> str | None:
+    """The first tensor whose bytes lie past the end of a truncated safetensors file."""
+    try:
+        header, start = _header(path)
+        data_bytes = path.stat().st_size - start
         ends = [(spec["data_offsets"][1], name) for name, spec in header.items()
                 if name != "__metadata__" and spec["data_offsets"][1] > data_bytes]  # fmt: skip
     except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
@@ -214,15 +221,18 @@ def _cut_tensor(path: Path) -> str | None:
 
 
 class _WeightFile:
-    """The tensors of one file by HF name (the `transformer.` prefix removed): taken one by one
-    with their shape, dtype and values checked; what is left over at the end is an error."""
+    """A folder's tensors by HF name (the family's prefix removed): taken one by one with their
+    shape, dtype and values checked, each error naming the file that holds the tensor; what is
+    left over at the end is an error. `path` is the weights file, or the shards' index."""
 
-    PREFIX = "transformer."
-
-    def __init__(self, path: Path, tensors: dict[str, np.ndarray]):
-        self.path = path
-        self.names = {key.removeprefix(self.PREFIX): key for key in tensors}
-        self.tensors = {key.removeprefix(self.PREFIX): value for key, value in tensors.items()}
+    def __init__(self, path: Path, family: Family, tensors: dict[str, tuple[np.ndarray, Path]]):
+        self.path, self.family = path, family
+        self.names, self.tensors, self.files = {}, {}, {}
+        for key, (value, file) in tensors.items():
+            name = key.removeprefix(family.prefix)
+            if name in self.names:
+                raise ValueError(f"{file}: tensors {self.names[name]!r} and {key!r}: the same")
+            self.names[name], self.tensors[name], self.files[name] = key, value, file
 
     def has(self, name: str) -> bool:
         return name in self.tensors
@@ -230,7 +240,7 @@ class _WeightFile:
     def take(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         if name not in self.tensors:
             raise ValueError(f"{self.path}: tensor {name!r} missing (expected shape {shape})")
-        value, where = self.tensors.pop(name), f"{self.path}: tensor {self.names[name]!r}"
+        value, where = self.tensors.pop(name), f"{self.files[name]}: tensor {self.names[name]!r}"
         if value.shape != shape:
             raise ValueError(f"{where} has shape {value.shape}, expected {shape}")
         if not np.issubdtype(value.dtype, np.floating):
@@ -245,8 +255,57 @@ class _WeightFile:
 
     def check_all_used(self) -> None:
         if self.tensors:
-            unknown = sorted(self.names[name] for name in self.tensors)
+            unknown = sorted(self.tensors, key=self.names.get)
             raise ValueError(
-                f"{self.path}: unexpected tensor {unknown[0]!r} ({len(unknown)} unexpected in "
-                f"all): not part of a GPT-2 language model"
+                f"{self.files[unknown[0]]}: unexpected tensor {self.names[unknown[0]]!r} "
+                f"({len(unknown)} unexpected in all): not part of a {self.family.model_type} "
+                f"language model"
             )
+
+
+# ---------------------------------------------------------------- the way back
+
+
+def save(model: Transformer, directory: str | os.PathLike, dtype: str = "float32") -> None:
+    """Write `model` as an HF folder of its family: config.json and model.safetensors, weights
+    in `dtype` (float32 by default, as HF's checkpoints are; "float64" keeps a float64 model
+    exact). The unembedding is tied (no head tensor, tie_word_embeddings true) iff it equals the
+    embedding's transpose exactly. The folder appears whole or not at all: it is written beside
+    its place and renamed there; an existing folder must be empty."""
+    directory = Path(directory)
+    if dtype not in SAVE_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(SAVE_DTYPES)}; got {dtype!r}")
+    try:
+        family = hf_families.family_of(model.cfg)
+        config = hf_families.config_json(family, model.cfg, _is_tied(model), dtype)
+    except ValueError as error:
+        raise ValueError(f"{directory}: cannot save as an HF model: {error}") from None
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise ValueError(f"{directory}: exists and is not an empty folder")
+    tensors = hf_tensors(model, family, config["tie_word_embeddings"], dtype)
+    _write_atomically(directory, config, tensors)
+
+
+def _is_tied(model: Transformer) -> bool:
+    return np.array_equal(model.params["unembed.W_U"], model.params["embed.W_E"].T)
+
+
+def hf_tensors(model: Transformer, family: Family, tied: bool, dtype: str) -> dict:
+    """The family's tensors of `model`, under the names save_pretrained writes."""
+    tensors = {family.prefix + tensor.name: tensor.write(model.params)
+               for tensor in family.tensors(model.cfg)}  # fmt: skip
+    if not tied:
+        tensors[family.heads[0]] = model.params["unembed.W_U"].T  # [V,d]
+    return {name: np.ascontiguousarray(value, dtype=dtype) for name, value in tensors.items()}
+
+
+def _write_atomically(directory: Path, config: dict, tensors: dict) -> None:
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

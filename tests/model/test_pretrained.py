@@ -349,8 +349,8 @@ def test_integer_weights_are_named(hf_folder):
 
 
 def test_a_dtype_numpy_cannot_read_is_named(hf_folder):
-    header = {"transformer.wte.weight": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}
-    _write_raw_safetensors(hf_folder / "model.safetensors", header, b"\x80\x3f\x00\x40")
+    header = {"transformer.wte.weight": {"dtype": "F8_E5M2", "shape": [2], "data_offsets": [0, 2]}}
+    _write_raw_safetensors(hf_folder / "model.safetensors", header, b"\x3c\x40")
     _assert_refused(hf_folder, "model.safetensors", "'transformer.wte.weight' cannot be read")
 
 
@@ -404,15 +404,18 @@ def test_missing_files_are_named(hf_folder):
 GPTJ = {"architectures": ["GPTJForCausalLM"], "model_type": "gptj", "n_embd": 4096,
         "n_head": 16, "n_layer": 28, "n_positions": 2048, "rotary_dim": 64, "vocab_size": 50400,
         "activation_function": "gelu_new"}  # fmt: skip
-LLAMA = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
-         "intermediate_size": 11008, "num_attention_heads": 32, "num_hidden_layers": 32,
-         "hidden_act": "silu", "rms_norm_eps": 1e-6, "vocab_size": 32000}  # fmt: skip
+MISTRAL = {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": 4096,
+           "intermediate_size": 14336, "num_attention_heads": 32, "num_hidden_layers": 32,
+           "num_key_value_heads": 8, "hidden_act": "silu", "rms_norm_eps": 1e-5,
+           "sliding_window": 4096, "vocab_size": 32000}  # fmt: skip
 
 
-@pytest.mark.parametrize(("config", "named"), [(GPTJ, "'gptj'"), (LLAMA, "'llama'")])
+@pytest.mark.parametrize(("config", "named"), [(GPTJ, "'gptj'"), (MISTRAL, "'mistral'")])
 def test_other_architectures_are_refused(hf_folder, config, named):
+    """The refusal lists the three families we read."""
     (hf_folder / "config.json").write_text(json.dumps(config))
-    _assert_refused(hf_folder, "config.json", f"model_type {named}", "not supported", "gpt2")
+    _assert_refused(hf_folder, "config.json", f"model_type {named}", "not supported",
+                    "supported: gpt2", "gpt_neox", "llama")  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -421,7 +424,7 @@ def test_other_architectures_are_refused(hf_folder, config, named):
         ({"scale_attn_weights": False}, "scale_attn_weights=False"),
         ({"scale_attn_by_inverse_layer_idx": True}, "scale_attn_by_inverse_layer_idx=True"),
         ({"add_cross_attention": True}, "add_cross_attention=True"),
-        ({"activation_function": "silu"}, "activation_function 'silu' is not supported"),
+        ({"activation_function": "quick_gelu"}, "activation_function 'quick_gelu' is not supp"),
         ({"activation_function": "gelu_fast"}, "activation_function 'gelu_fast'"),
         ({"n_embd": None}, "key 'n_embd' missing"),
         ({"n_head": 5}, "n_heads=5 must divide d_model=12"),
