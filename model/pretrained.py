@@ -141,10 +141,11 @@ def read_shards(index: Path) -> dict[str, tuple[np.ndarray, Path]]:
     weight_map = _read_json(index).get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:
         raise ValueError(f"{index}: key 'weight_map' missing or not an object of tensor: file")
-    tensors: dict[str, tuple[np.ndarray, Path]] = {}
-    for shard in sorted(set(weight_map.values())):
+    for shard in weight_map.values():
         if not isinstance(shard, str) or Path(shard).name != shard:
             raise ValueError(f"{index}: weight_map names {shard!r}, not a file of this folder")
+    tensors: dict[str, tuple[np.ndarray, Path]] = {}
+    for shard in sorted(set(weight_map.values())):
         path = index.parent / shard
         for name, value in read_tensors(path).items():
             if weight_map.get(name) != shard:
@@ -231,7 +232,8 @@ class _WeightFile:
         for key, (value, file) in tensors.items():
             name = key.removeprefix(family.prefix)
             if name in self.names:
-                raise ValueError(f"{file}: tensors {self.names[name]!r} and {key!r}: the same")
+                both = sorted((self.names[name], key))
+                raise ValueError(f"{file}: tensors {both[0]!r} and {both[1]!r}: the same")
             self.names[name], self.tensors[name], self.files[name] = key, value, file
 
     def has(self, name: str) -> bool:
