@@ -21,7 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.numpy import save_file
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
 from transformers.models.gpt_neox import modeling_gpt_neox
 from transformers.models.llama import modeling_llama
 
@@ -93,6 +99,8 @@ def save_as_hub(model, folder: Path, dtype: torch.dtype = torch.float16) -> None
     config = {key: full[key] for key in HUB_KEYS[full["model_type"]]}
     if neox:
         config.update(rotary_pct=rope["partial_rotary_factor"], rotary_emb_base=rope["rope_theta"])
+        if not full["attention_bias"]:  # Pythia's configs predate the key (HF's default: true)
+            config["attention_bias"] = False
     else:
         config.update(rope_theta=rope["rope_theta"], rope_scaling=None)
     config.update(architectures=[type(model).__name__], transformers_version="4.24.0",
@@ -123,10 +131,12 @@ def _inv_freq(model) -> torch.Tensor:
 
 
 def load(folder: Path, dtype: torch.dtype = torch.float32):
-    """The model HF reads from folder, in `dtype` (half-precision weights convert exactly)."""
-    config = json.loads((folder / "config.json").read_text())
-    _, model_class = CLASSES[config["model_type"]]
-    return model_class.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa").eval()
+    """The model HF reads from folder (any family: AutoModelForCausalLM), in `dtype` (half-
+    precision weights convert exactly), its attention by PyTorch's SDPA (HF's "eager" attention
+    takes its softmax in float32)."""
+    return AutoModelForCausalLM.from_pretrained(
+        folder, dtype=dtype, attn_implementation="sdpa"
+    ).eval()
 
 
 def outputs(model, tokens: np.ndarray, dtype: torch.dtype):
