@@ -21,6 +21,7 @@ ALiBi, experts, normalized queries and keys, and soft-capped logits. Training-on
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,10 +241,16 @@ def _gpt_neox_extra(raw: dict, path: Path, sizes: dict) -> dict[str, Any]:
 
 
 def _gpt_neox_extra_json(cfg: TransformerConfig) -> dict[str, Any]:
-    """Both the keys of old checkpoints and transformers 5's rope_parameters."""
+    """Both the keys of old checkpoints and transformers 5's rope_parameters; the fraction is
+    rotary_dim / d_head, or the next float up where HF's int(d_head * fraction) would round
+    that down (as (1 / 49) * 49 is below 1)."""
     factor = cfg.rotary_dims / cfg.d_head
-    if int(cfg.d_head * factor) != cfg.rotary_dims:  # HF would round to another width
-        raise ValueError(f"rotary_dim={cfg.rotary_dim} of d_head={cfg.d_head}: no fraction of it")
+    if int(cfg.d_head * factor) != cfg.rotary_dims:
+        factor = math.nextafter(factor, 1.0)
+    if int(cfg.d_head * factor) != cfg.rotary_dims:
+        raise ValueError(
+            f"rotary_dim={cfg.rotary_dim}: no fraction of d_head={cfg.d_head} that HF rounds to it"
+        )
     return {"rotary_pct": factor, "rotary_emb_base": cfg.rotary_base,
             "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rotary_base,
                                 "partial_rotary_factor": factor}}  # fmt: skip

@@ -183,3 +183,12 @@ def test_a_failed_write_leaves_nothing(tmp_path):
 def test_an_unknown_dtype_is_refused(tmp_path):
     with pytest.raises(ValueError, match="dtype must be one of float32, float64; got 'float16'"):
         _save(Transformer(GPT2), tmp_path / "model", dtype="float16")
+
+
+def test_a_rotary_width_is_written_as_a_fraction_hf_rounds_back_to_it(tmp_path):
+    """HF rotates int(d_head * fraction) dimensions: 2 of 98 is written as the float just above
+    2 / 98, which (2 / 98) * 98 = 1.9999999999999998 would round down to 1."""
+    cfg = NEOX.replace(d_model=98, n_heads=1, rotary_dim=2)
+    assert int(98 * (2 / 98)) == 1
+    folder = _save(Transformer(cfg, seed=0), tmp_path / "neox")
+    assert Transformer.from_pretrained(folder).cfg.rotary_dim == 2
