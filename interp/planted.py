@@ -53,7 +53,7 @@ import numpy as np
 
 from mechclaims.interp.stats import random_rotation
 from mechclaims.interp.units import UNIT_KINDS
-from mechclaims.model.layers import layer_norm_forward
+from mechclaims.model.layers import norm_forward
 from mechclaims.model.transformer import Transformer
 
 DETECTOR_POSITIONS = 4  # the seed's sequences: a detector's feature sits at one of 4 positions
@@ -203,7 +203,7 @@ def _detectors(model, value, indices, tokens, key):
 
 def _embedding(model, value, indices, tokens, key):
     stream, _ = Transformer.run_with_cache(model, tokens, names_filter=(), stop_at_layer=0)
-    normalized, _ = layer_norm_forward(stream, None, None, model.cfg.ln_eps)  # [n,T,d]
+    normalized, _ = norm_forward(stream, {}, model.cfg.normalization, model.cfg.ln_eps)  # [n,T,d]
     return normalized[..., np.arange(value.shape[-1]) % normalized.shape[-1]]
 
 

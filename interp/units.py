@@ -14,7 +14,7 @@ import numpy as np
 
 from mechclaims.interp.stats import random_rotation, rotate_units
 from mechclaims.model.hooks import stop_layer_for
-from mechclaims.model.layers import layer_norm_forward
+from mechclaims.model.layers import norm_forward
 from mechclaims.model.transformer import Transformer
 
 UNIT_KINDS = {"resid": "blocks.{layer}.hook_resid_post", "mlp": "blocks.{layer}.mlp.hook_post"}
@@ -56,9 +56,10 @@ def activations(model: Transformer, tokens: np.ndarray, sets: list[UnitSet]) -> 
 
 
 def embedding_only(model: Transformer, tokens: np.ndarray) -> np.ndarray:
-    """LN(W_E[x] + W_pos) without gain or bias: the residual stream if no block ran, [n, T, d]."""
+    """LN(W_E[x] + W_pos) without gain or bias (the model's norm: RMSNorm for Llamas): the
+    residual stream if no block ran, [n, T, d]; W_E[x] alone under rotary positions."""
     stream, _ = model.run_with_cache(tokens, names_filter=(), stop_at_layer=0)  # [n,T,d]
-    normalized, _ = layer_norm_forward(stream, None, None, model.cfg.ln_eps)
+    normalized, _ = norm_forward(stream, {}, model.cfg.normalization, model.cfg.ln_eps)
     return normalized
 
 

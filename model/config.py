@@ -119,14 +119,19 @@ class TransformerConfig:
             )
 
     def _check_rotary(self) -> None:
-        if self.rotary_dim is None:
-            return
+        if self.rotary_dim is not None:
+            if self.pos_embed != "rotary":
+                raise ValueError(f"rotary_dim needs pos_embed='rotary', got {self.pos_embed!r}")
+            _check_positive_int("rotary_dim", self.rotary_dim)
         if self.pos_embed != "rotary":
-            raise ValueError(f"rotary_dim needs pos_embed='rotary', got {self.pos_embed!r}")
-        _check_positive_int("rotary_dim", self.rotary_dim)
-        if self.rotary_dim % 2 or self.rotary_dim > self.d_head:
+            return
+        if self.attention != "standard":
+            raise ValueError("pos_embed='rotary' needs attention='standard' (it rotates q and k)")
+        if self.rotary_dims % 2 or self.rotary_dims > self.d_head:
+            given = "" if self.rotary_dim else " (rotary_dim None: d_head)"
             raise ValueError(
-                f"rotary_dim must be even and at most d_head={self.d_head}, got {self.rotary_dim}"
+                f"rotary_dim must be even and at most d_head={self.d_head}, got "
+                f"{self.rotary_dims}{given}"
             )
 
     @property
@@ -262,5 +267,24 @@ PRESETS: dict[str, TransformerConfig] = {
         attention="standard", norm="pre", ln_affine=True, final_ln=True,
         act_fn="gelu_new", pos_embed="learned", unembed_bias=False,
         init="gpt2-residual-scaled", dtype="float32",
+    ),
+    # EleutherAI's Pythia-70M (GPT-NeoX; its HF config.json): rotary on a quarter of each head
+    # (rotary_pct 0.25), attention and MLP in parallel, exact GELU, an untied unembedding, and
+    # the init its `step0` checkpoint holds (init "pythia"). Its 70M parameters in float32.
+    "pythia-70m": TransformerConfig(
+        vocab_size=50304, d_model=512, n_layers=6, n_heads=8, d_mlp=2048, n_ctx=2048,
+        attention="standard", norm="pre", ln_affine=True, final_ln=True,
+        act_fn="gelu", pos_embed="rotary", rotary_dim=16, rotary_base=10000.0,
+        parallel_attn_mlp=True, unembed_bias=False, init="pythia", dtype="float32",
+    ),
+    # Karpathy's llama2.c stories15M (karpathy/tinyllamas, trained on TinyStories), the smallest
+    # public Llama of a published training recipe: RMSNorm, SwiGLU (hidden 768), rotary on all
+    # of each 48-wide head, no biases, the unembedding tied to the embedding, llama2.c's init.
+    # (SmolLM2-135M, 30 blocks of 576, would cost about 5x pythia-70m per claim here.)
+    "llama2c-stories15m": TransformerConfig(
+        vocab_size=32000, d_model=288, n_layers=6, n_heads=6, d_mlp=768, n_ctx=256,
+        attention="standard", norm="pre", normalization="rmsnorm", ln_affine=True,
+        final_ln=True, act_fn="silu", gated_mlp=True, pos_embed="rotary", rotary_base=10000.0,
+        attn_bias=False, mlp_bias=False, unembed_bias=False, init="llama2c", dtype="float32",
     ),
 }  # fmt: skip

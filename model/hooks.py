@@ -18,7 +18,6 @@ from mechclaims.model.config import TransformerConfig
 HookFn = Callable[[np.ndarray, str], "np.ndarray | None"]
 
 
-
 def hook_names(cfg: TransformerConfig) -> list[str]:
     """Every hook point of a model with this config, in the order the forward pass reaches them."""
     names = ["hook_embed"] if cfg.pos_embed == "rotary" else ["hook_embed", "hook_pos_embed"]

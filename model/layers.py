@@ -77,11 +77,14 @@ def sinusoidal_table(n_ctx: int, d_model: int, dtype=np.float64) -> np.ndarray:
 # ---------------------------------------------------------------- LayerNorm
 
 
-def layer_norm_forward(x: np.ndarray, w: np.ndarray | None, b: np.ndarray | None, eps: float):
-    """LayerNorm over the last axis with population variance; `w`, `b` None means no affine."""
+def layer_norm_forward(x, w: np.ndarray | None, b: np.ndarray | None, eps: float,
+                       hook: Hook = no_hook):  # fmt: skip
+    """LayerNorm over the last axis with population variance; `w`, `b` None means no affine.
+    The divisor sqrt(var + eps) [...,1] passes hook point `hook_scale` (TransformerLens's)."""
     xhat = x - row_mean(x)
     variance = np.einsum("...i,...i->...", xhat, xhat)[..., None] / x.shape[-1]  # [...,1]
-    rstd = 1.0 / np.sqrt(variance + eps)
+    variance += eps
+    rstd = 1.0 / hook("hook_scale", np.sqrt(variance, out=variance))
     xhat *= rstd
     if w is None:
         return xhat, (xhat, rstd, w)
@@ -104,6 +107,71 @@ def layer_norm_backward(dout: np.ndarray, cache):
         return dx, {}
     dout2, xhat2 = dout.reshape(-1, d), xhat.reshape(-1, d)
     return dx, {"w": np.einsum("ni,ni->i", dout2, xhat2), "b": dout2.sum(axis=0)}
+
+
+def rms_norm_forward(x: np.ndarray, w: np.ndarray | None, eps: float, hook: Hook = no_hook):
+    """RMSNorm over the last axis: x / sqrt(mean(x²) + eps) * w (no centring, no bias); the
+    divisor [...,1] passes hook point `hook_scale`. `w` None means no gain."""
+    mean_square = np.einsum("...i,...i->...", x, x)[..., None] / x.shape[-1]  # [...,1]
+    mean_square += eps
+    rrms = 1.0 / hook("hook_scale", np.sqrt(mean_square, out=mean_square))
+    xhat = x * rrms
+    out = xhat if w is None else xhat * w
+    return out, (xhat, rrms, w)
+
+
+def rms_norm_backward(dout: np.ndarray, cache):
+    """dx = r (g - xhat mean(g xhat)), g = dout * w, xhat = x r; dw = sum(dout * xhat)."""
+    xhat, rrms, w = cache
+    d = dout.shape[-1]
+    dxhat = dout if w is None else dout * w
+    mean_dxhat_xhat = np.einsum("...i,...i->...", dxhat, xhat)[..., None] / d
+    dx = xhat * -mean_dxhat_xhat
+    dx += dxhat
+    dx *= rrms
+    if w is None:
+        return dx, {}
+    return dx, {"w": np.einsum("ni,ni->i", dout.reshape(-1, d), xhat.reshape(-1, d))}
+
+
+NORMS = {
+    "layernorm": (layer_norm_forward, layer_norm_backward),
+    "rmsnorm": (rms_norm_forward, rms_norm_backward),
+}
+
+
+def norm_forward(x: np.ndarray, params: dict, kind: str, eps: float, hook: Hook = no_hook):
+    """The config's norm (`normalization`) with its parameters {"w", "b"} (any absent)."""
+    if kind == "rmsnorm":
+        return rms_norm_forward(x, params.get("w"), eps, hook)
+    return layer_norm_forward(x, params.get("w"), params.get("b"), eps, hook)
+
+
+# ---------------------------------------------------------------- rotary
+
+
+def rotary_table(n_pos: int, rotary_dim: int, base: float, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of the angles p θ_i, θ_i = base^(-2i / rotary_dim): each [T, rotary_dim / 2]."""
+    inv_freq = base ** (-np.arange(0, rotary_dim, 2) / rotary_dim)  # [rd/2]
+    angles = np.arange(n_pos)[:, None] * inv_freq  # [T,rd/2]
+    return np.cos(angles).astype(dtype), np.sin(angles).astype(dtype)
+
+
+def rotary_forward(x: np.ndarray, table, sign: float = 1.0) -> np.ndarray:
+    """Rotate each head's first rotary_dim dimensions by its position, in GPT-NeoX's (and HF
+    Llama's) rotate-half layout: the pairs are (i, i + rd/2), not adjacent dimensions.
+    x [B,T,H,dh] -> [B,T,H,dh]; dimensions from rd on pass through. `sign` -1 rotates back
+    (the transpose: the backward pass)."""
+    cos, sin = table  # [T,rd/2]
+    half = cos.shape[1]
+    cos, sin = cos[:, None, :], sin[:, None, :] * sign  # [T,1,rd/2]
+    x1, x2 = x[..., :half], x[..., half : 2 * half]
+    out = x.copy()
+    out[..., :half] = x1 * cos
+    out[..., :half] -= x2 * sin
+    out[..., half : 2 * half] = x2 * cos
+    out[..., half : 2 * half] += x1 * sin
+    return out
 
 
 # ---------------------------------------------------------------- softmax
@@ -182,50 +250,80 @@ def attend_backward(dz: np.ndarray, cache):
     return tuple(g.transpose(0, 2, 1, 3) for g in (dq_t, dk_t, dv_t))
 
 
-def attention_forward(x: np.ndarray, params: dict, causal: bool, hook: Hook):
-    """Multi-head attention with Q, K, V, O projections and biases, scaled by 1/sqrt(dh)."""
+def attention_forward(x: np.ndarray, params: dict, causal: bool, hook: Hook, rotary=None):
+    """Multi-head attention with Q, K, V, O projections (biases if present), scaled by
+    1/sqrt(dh). Keys and values may have fewer heads than queries (grouped-query attention:
+    W_K, W_V [H_kv,d,dh]; query head h reads key head h // (H / H_kv)). `rotary`, a
+    `rotary_table`, rotates queries and keys after hook_q / hook_k (hook_rot_q, hook_rot_k)."""
     B, T, d = x.shape
     H, _, dh = params["W_Q"].shape
+    H_kv = params["W_K"].shape[0]
     x2 = x.reshape(B * T, d)
-    W_qkv = _stack_qkv(params)  # [d,3*H*dh]
-    b_qkv = np.concatenate([params["b_Q"], params["b_K"], params["b_V"]]).reshape(-1)  # [3*H*dh]
-    qkv = x2 @ W_qkv  # [B*T,3*H*dh]
-    qkv += b_qkv
-    qkv = qkv.reshape(B, T, 3, H, dh)
-    q = hook("hook_q", qkv[:, :, 0])  # [B,T,H,dh]
-    k = hook("hook_k", qkv[:, :, 1])
-    v = hook("hook_v", qkv[:, :, 2])
-    z, attend_cache = attend_forward(q, k, v, 1.0 / np.sqrt(dh), causal, hook)
+    W_qkv = _stack_qkv(params)  # [d,(H+2*H_kv)*dh]
+    qkv = x2 @ W_qkv  # [B*T,(H+2*H_kv)*dh]
+    if "b_Q" in params:
+        qkv += np.concatenate([params["b_Q"], params["b_K"], params["b_V"]]).reshape(-1)
+    qkv = qkv.reshape(B, T, H + 2 * H_kv, dh)
+    q = hook("hook_q", qkv[:, :, :H])  # [B,T,H,dh]
+    k = hook("hook_k", qkv[:, :, H : H + H_kv])  # [B,T,H_kv,dh]
+    v = hook("hook_v", qkv[:, :, H + H_kv :])
+    if rotary is not None:
+        q = hook("hook_rot_q", rotary_forward(q, rotary))
+        k = hook("hook_rot_k", rotary_forward(k, rotary))
+    group = H // H_kv
+    z, attend_cache = attend_forward(q, _repeat_heads(k, group), _repeat_heads(v, group),
+                                     1.0 / np.sqrt(dh), causal, hook)  # fmt: skip
     z2 = z.reshape(B * T, H * dh)
     out = z2 @ params["W_O"].reshape(H * dh, d)  # [B*T,d]
-    out += params["b_O"]
-    return out.reshape(B, T, d), (x2, W_qkv, z2, attend_cache, params["W_O"])
+    if "b_O" in params:
+        out += params["b_O"]
+    cache = (x2, W_qkv, z2, attend_cache, params["W_O"], H_kv, rotary, "b_Q" in params)
+    return out.reshape(B, T, d), cache
 
 
 def attention_backward(dout: np.ndarray, cache):
-    x2, W_qkv, z2, attend_cache, W_O = cache
+    x2, W_qkv, z2, attend_cache, W_O, H_kv, rotary, has_bias = cache
     B, T, d = dout.shape
     H, dh, _ = W_O.shape
     dout2 = dout.reshape(B * T, d)
-    dW_O = (z2.T @ dout2).reshape(H, dh, d)
-    db_O = dout2.sum(axis=0)
+    grads = {"W_O": (z2.T @ dout2).reshape(H, dh, d)}
     dz = (dout2 @ W_O.reshape(H * dh, d).T).reshape(B, T, H, dh)
     dq, dk, dv = attend_backward(dz, attend_cache)
-    dqkv = np.stack([dq, dk, dv], axis=2).reshape(B * T, 3 * H * dh)  # [B*T,3*H*dh]
-    dW_qkv = x2.T @ dqkv  # [d,3*H*dh]
-    db_qkv = dqkv.sum(axis=0).reshape(3, H, dh)
+    dk, dv = _sum_heads(dk, H // H_kv), _sum_heads(dv, H // H_kv)  # [B,T,H_kv,dh]
+    if rotary is not None:
+        dq, dk = rotary_forward(dq, rotary, sign=-1.0), rotary_forward(dk, rotary, sign=-1.0)
+    dqkv = np.concatenate([dq, dk, dv], axis=2).reshape(B * T, -1)  # [B*T,(H+2*H_kv)*dh]
+    dW_qkv = (x2.T @ dqkv).reshape(d, H + 2 * H_kv, dh)  # [d,H+2*H_kv,dh]
     dx = (dqkv @ W_qkv.T).reshape(B, T, d)
-    dW_Q, dW_K, dW_V = dW_qkv.reshape(d, 3, H, dh).transpose(1, 2, 0, 3)  # 3 x [H,d,dh]
-    grads = {"W_Q": dW_Q, "W_K": dW_K, "W_V": dW_V, "W_O": dW_O, "b_O": db_O}
-    grads.update(b_Q=db_qkv[0], b_K=db_qkv[1], b_V=db_qkv[2])
+    grads["W_Q"] = dW_qkv[:, :H].transpose(1, 0, 2)  # [H,d,dh]
+    grads["W_K"] = dW_qkv[:, H : H + H_kv].transpose(1, 0, 2)  # [H_kv,d,dh]
+    grads["W_V"] = dW_qkv[:, H + H_kv :].transpose(1, 0, 2)
+    if has_bias:
+        db_qkv = dqkv.sum(axis=0).reshape(H + 2 * H_kv, dh)
+        grads.update(b_Q=db_qkv[:H], b_K=db_qkv[H : H + H_kv], b_V=db_qkv[H + H_kv :])
+        grads["b_O"] = dout2.sum(axis=0)
     return dx, grads
 
 
+def _repeat_heads(a: np.ndarray, group: int) -> np.ndarray:
+    """[B,T,H_kv,dh] -> [B,T,H_kv*group,dh], each head repeated `group` times in a row."""
+    return a if group == 1 else np.repeat(a, group, axis=2)
+
+
+def _sum_heads(a: np.ndarray, group: int) -> np.ndarray:
+    """The transpose of _repeat_heads: [B,T,H_kv*group,dh] -> [B,T,H_kv,dh]."""
+    if group == 1:
+        return a
+    B, T, H, dh = a.shape
+    return a.reshape(B, T, H // group, group, dh).sum(axis=3)
+
+
 def _stack_qkv(params: dict) -> np.ndarray:
-    """W_Q, W_K, W_V [H,d,dh] side by side as one [d, 3*H*dh] matrix: one GEMM for all three."""
-    W = np.stack([params["W_Q"], params["W_K"], params["W_V"]])  # [3,H,d,dh]
-    _, H, d, dh = W.shape
-    return W.transpose(2, 0, 1, 3).reshape(d, 3 * H * dh)
+    """W_Q [H,d,dh], W_K and W_V [H_kv,d,dh] side by side as one [d, (H+2*H_kv)*dh] matrix: one
+    GEMM for all three."""
+    W = np.concatenate([params["W_Q"], params["W_K"], params["W_V"]])  # [H+2*H_kv,d,dh]
+    heads, d, dh = W.shape
+    return W.transpose(1, 0, 2).reshape(d, heads * dh)
 
 
 def parameter_free_attention_forward(x: np.ndarray, causal: bool, hook: Hook):
@@ -318,40 +416,96 @@ def gelu_new_backward(dout: np.ndarray, cache) -> np.ndarray:
     return grad
 
 
+def silu_forward(x: np.ndarray):
+    """SiLU (Llama's): x σ(x), σ(x) = 1 / (1 + exp(-x)); σ(x) is kept for the backward pass."""
+    sigma = np.negative(x)
+    with np.errstate(over="ignore"):  # exp(-x) = inf for x << 0: σ = 0, as it should be
+        np.exp(sigma, out=sigma)
+    sigma += 1
+    np.reciprocal(sigma, out=sigma)
+    return x * sigma, (x, sigma)
+
+
+def silu_backward(dout: np.ndarray, cache) -> np.ndarray:
+    """dout * [σ(x) + x σ(x) (1 - σ(x))]."""
+    x, sigma = cache
+    grad = 1 - sigma
+    grad *= x
+    grad += 1
+    grad *= sigma
+    grad *= dout
+    return grad
+
+
 ACTIVATIONS = {
     "relu": (relu_forward, relu_backward),
     "gelu": (gelu_forward, gelu_backward),
     "gelu_new": (gelu_new_forward, gelu_new_backward),
+    "silu": (silu_forward, silu_backward),
 }
 
 
 def mlp_forward(x: np.ndarray, params: dict, act_fn: str, hook: Hook):
+    """act(x W_in + b_in) W_out + b_out; gated (W_gate present, Llama's SwiGLU):
+    (act(x W_gate + b_gate) * (x W_in + b_in)) W_out + b_out. Biases only if present."""
+    if "W_gate" in params:
+        return _gated_mlp_forward(x, params, act_fn, hook)
     B, T, d = x.shape
     x2 = x.reshape(B * T, d)
     pre = x2 @ params["W_in"]  # [B*T,M]
-    pre += params["b_in"]
+    if "b_in" in params:
+        pre += params["b_in"]
     pre = hook("hook_pre", pre.reshape(B, T, -1))
     post, act_cache = ACTIVATIONS[act_fn][0](pre)
     post2 = hook("hook_post", post).reshape(B * T, -1)
+    return _mlp_out(post2, params, (B, T, d)), (x2, act_cache, post2, params, act_fn, None)
+
+
+def _gated_mlp_forward(x: np.ndarray, params: dict, act_fn: str, hook: Hook):
+    B, T, d = x.shape
+    M = params["W_in"].shape[1]
+    x2 = x.reshape(B * T, d)
+    both = x2 @ np.concatenate([params["W_gate"], params["W_in"]], axis=1)  # [B*T,2M]
+    if "b_in" in params:
+        both += np.concatenate([params["b_gate"], params["b_in"]])
+    both = both.reshape(B, T, 2 * M)
+    pre = hook("hook_pre", both[..., :M])  # [B,T,M]
+    linear = hook("hook_pre_linear", both[..., M:])
+    act, act_cache = ACTIVATIONS[act_fn][0](pre)
+    post2 = hook("hook_post", act * linear).reshape(B * T, -1)
+    cache = (x2, act_cache, post2, params, act_fn, (act, linear))
+    return _mlp_out(post2, params, (B, T, d)), cache
+
+
+def _mlp_out(post2: np.ndarray, params: dict, shape: tuple[int, int, int]) -> np.ndarray:
     out = post2 @ params["W_out"]  # [B*T,d]
-    out += params["b_out"]
-    return out.reshape(B, T, d), (x2, act_cache, post2, params, act_fn)
+    if "b_out" in params:
+        out += params["b_out"]
+    return out.reshape(shape)
 
 
 def mlp_backward(dout: np.ndarray, cache):
-    x2, act_cache, post2, params, act_fn = cache
+    x2, act_cache, post2, params, act_fn, gate = cache
     B, T, d = dout.shape
     dout2 = dout.reshape(B * T, d)
     dpost = (dout2 @ params["W_out"].T).reshape(B, T, -1)  # [B,T,M]
-    dpre = ACTIVATIONS[act_fn][1](dpost, act_cache).reshape(B * T, -1)
-    grads = {
-        "W_in": x2.T @ dpre,
-        "b_in": dpre.sum(axis=0),
-        "W_out": post2.T @ dout2,
-        "b_out": dout2.sum(axis=0),
-    }
-    dx = (dpre @ params["W_in"].T).reshape(B, T, d)
-    return dx, grads
+    grads = {"W_out": post2.T @ dout2}
+    if gate is None:
+        inputs = {"in": ACTIVATIONS[act_fn][1](dpost, act_cache).reshape(B * T, -1)}
+    else:
+        act, linear = gate
+        dpre = ACTIVATIONS[act_fn][1](dpost * linear, act_cache)
+        inputs = {"gate": dpre.reshape(B * T, -1), "in": (dpost * act).reshape(B * T, -1)}
+    dx = None
+    for name, dpre2 in inputs.items():  # dpre2 [B*T,M]
+        grads[f"W_{name}"] = x2.T @ dpre2
+        part = dpre2 @ params[f"W_{name}"].T  # [B*T,d]
+        dx = part if dx is None else np.add(dx, part, out=dx)
+        if "b_in" in params:
+            grads[f"b_{name}"] = dpre2.sum(axis=0)
+    if "b_out" in params:
+        grads["b_out"] = dout2.sum(axis=0)
+    return dx.reshape(B, T, d), grads
 
 
 # ---------------------------------------------------------------- unembed and loss

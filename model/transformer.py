@@ -27,6 +27,7 @@ SEED_KEY = "__seed__"  # the seed the weights were first drawn with, if known (t
 STEP_KEY = "__step__"  # the training step a model was saved at, if given (mechclaims train)
 CHUNK_TOKENS = 2048  # forward passes over more tokens than this run in chunks (see run_with_cache)
 KEPT_SHARE_FOR_CHUNKS = 4  # ... if they keep at most a quarter of the hook points
+SCALAR_HOOKS = ("hook_scale",)  # [B,T,1]: not counted among the hook points above
 RETURN_TYPES = ("logits", None)  # run_with_cache's outputs, as TransformerLens names them
 
 
@@ -66,14 +67,14 @@ def _attention_shapes(prefix: str, cfg: TransformerConfig) -> dict[str, tuple[in
 
 
 def _mlp_shapes(prefix: str, cfg: TransformerConfig) -> dict[str, tuple[int, ...]]:
-    """W_in [d,M] (and W_gate [d,M] when gated), W_out [M,d], their biases."""
+    """W_gate [d,M] (gated only), W_in [d,M], W_out [M,d], each followed by its bias."""
     d, M = cfg.d_model, cfg.d_mlp
-    inputs = ("gate", "in") if cfg.gated_mlp else ("in",)
-    shapes = {f"{prefix}.W_{name}": (d, M) for name in inputs}
-    shapes[f"{prefix}.W_out"] = (M, d)
-    if cfg.mlp_bias:
-        shapes.update({f"{prefix}.b_{name}": (M,) for name in inputs})
-        shapes[f"{prefix}.b_out"] = (d,)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, shape in (("gate", (d, M)), ("in", (d, M)), ("out", (M, d))):
+        if name != "gate" or cfg.gated_mlp:
+            shapes[f"{prefix}.W_{name}"] = shape
+            if cfg.mlp_bias:
+                shapes[f"{prefix}.b_{name}"] = shape[1:]
     return shapes
 
 
@@ -87,9 +88,13 @@ def _norm_shapes(prefix: str, cfg: TransformerConfig) -> dict[str, tuple[int, ..
 
 
 def init_params(cfg: TransformerConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Draw every parameter by `cfg.init` (see config.INITS), then multiply all by `init_scale`."""
+    """Draw every parameter by `cfg.init` (see config.INITS), then multiply all by `init_scale`.
+    llama2c ties the unembedding to the embedding: W_U is W_Eᵀ, not drawn."""
     params = {}
     for name, shape in param_shapes(cfg).items():
+        if cfg.init == "llama2c" and name == "unembed.W_U":
+            params[name] = params["embed.W_E"].T.copy()
+            continue
         value = _draw(name, shape, cfg, rng) * cfg.init_scale
         params[name] = value.astype(cfg.dtype)
     return params
@@ -97,26 +102,53 @@ def init_params(cfg: TransformerConfig, rng: np.random.Generator) -> dict[str, n
 
 def _draw(name: str, shape: tuple[int, ...], cfg: TransformerConfig, rng) -> np.ndarray:
     kind = name.rsplit(".", 1)[-1]
-    if kind in ("w", "b"):  # LayerNorm gain and bias
+    if kind in ("w", "b"):  # norm gain and bias
         return np.ones(shape) if kind == "w" else np.zeros(shape)
     is_bias = kind.startswith("b_")
-    is_embedding = kind in ("W_E", "W_pos")
-    fan_in = cfg.d_mlp if kind in ("W_out", "b_out") else cfg.d_model
-    if cfg.init in ("gpt2", "gpt2-residual-scaled"):
-        if is_bias:
-            return np.zeros(shape)
-        into_residual = cfg.init == "gpt2-residual-scaled" and kind in ("W_O", "W_out")
-        return rng.normal(0.0, 0.02 / np.sqrt(2 * cfg.n_layers) if into_residual else 0.02, shape)
     if cfg.init == "pytorch":
-        if is_embedding:
-            return rng.normal(0.0, 1.0, shape)
-        bound = 1.0 / np.sqrt(fan_in)
-        return rng.uniform(-bound, bound, shape)
-    # seed: embeddings, positions and unembed N(0, 0.1²); other weights He-normal.
+        return _pytorch_draw(kind, shape, cfg, rng)
     if is_bias:
         return np.zeros(shape)
-    std = 0.1 if is_embedding or kind == "W_U" else np.sqrt(2.0 / fan_in)
-    return rng.normal(0.0, std, shape)
+    return rng.normal(0.0, _weight_std(kind, cfg), shape)
+
+
+def _weight_std(kind: str, cfg: TransformerConfig) -> float:
+    """The standard deviation of a weight of this kind (W_E, W_Q, W_out, ...) under cfg.init.
+
+    pythia: GPT-NeoX's `small_init_init_method(d)` and `wang_init_method(n_layers, d)`
+    (EleutherAI/gpt-neox, megatron/model/init_functions.py), which Pythia's configs name as
+    `init_method` and `output_layer_init_method`; its norms are torch LayerNorms (gain 1, bias 0)
+    and its linear biases are zeroed (megatron/model/transformer.py). llama2c: Karpathy's
+    llama2.c model.py `Transformer.__init__` (its scaled init names `w3` and `wo`)."""
+    into_residual = kind in ("W_O", "W_out")
+    if cfg.init in ("gpt2", "gpt2-residual-scaled"):
+        scaled = cfg.init == "gpt2-residual-scaled" and into_residual
+        return 0.02 / np.sqrt(2 * cfg.n_layers) if scaled else 0.02
+    if cfg.init == "pythia":
+        d = cfg.d_model
+        return 2.0 / (cfg.n_layers * np.sqrt(d)) if into_residual else np.sqrt(2.0 / (5.0 * d))
+    if cfg.init == "llama2c":
+        scaled = kind == "W_O" or (kind == "W_in" and cfg.gated_mlp)  # its wo and w3
+        return 0.02 / np.sqrt(2 * cfg.n_layers) if scaled else 0.02
+    # seed: embeddings, positions and unembed N(0, 0.1²); other weights He-normal.
+    if kind in ("W_E", "W_pos", "W_U"):
+        return 0.1
+    return np.sqrt(2.0 / (cfg.d_mlp if kind == "W_out" else cfg.d_model))
+
+
+def _pytorch_draw(kind: str, shape: tuple[int, ...], cfg: TransformerConfig, rng) -> np.ndarray:
+    """PyTorch's defaults: embeddings N(0, 1); linear weights and biases U(±1/sqrt(fan_in))."""
+    if kind in ("W_E", "W_pos"):
+        return rng.normal(0.0, 1.0, shape)
+    bound = 1.0 / np.sqrt(cfg.d_mlp if kind in ("W_out", "b_out") else cfg.d_model)
+    return rng.uniform(-bound, bound, shape)
+
+
+def _part_params(params: dict[str, np.ndarray], part: str) -> dict[str, np.ndarray]:
+    """The parameters under `part.` by short name: "ln_final" -> {"w": ..., "b": ...}."""
+    prefix = f"{part}."
+    return {name[len(prefix) :]: value for name, value in params.items()
+            if name.startswith(prefix)}  # fmt: skip
 
 
 def _block_params(params: dict[str, np.ndarray], layer: int) -> dict[str, dict[str, np.ndarray]]:
@@ -133,23 +165,28 @@ def _block_params(params: dict[str, np.ndarray], layer: int) -> dict[str, dict[s
 # ---------------------------------------------------------------- blocks
 
 
-def block_forward(x: np.ndarray, parts: dict, cfg: TransformerConfig, hook, layer: int):
-    """One transformer block on the residual stream [B,T,d]; pre-LN or post-LN by `cfg.norm`."""
+def block_forward(x: np.ndarray, parts: dict, cfg: TransformerConfig, hook, layer: int,
+                  rotary=None):  # fmt: skip
+    """One transformer block on the residual stream [B,T,d]: pre-LN or post-LN by `cfg.norm`;
+    with `cfg.parallel_attn_mlp` attention and MLP both read LN(resid_pre) (GPT-NeoX's)."""
     block = f"blocks.{layer}"
     resid_pre = hook(f"{block}.hook_resid_pre", x)
-    ln1 = _LayerNorm(parts["ln1"], cfg.ln_eps, hook, f"{block}.ln1")
-    ln2 = _LayerNorm(parts["ln2"], cfg.ln_eps, hook, f"{block}.ln2")
-    if cfg.norm == "pre":
-        attn_out, attn_cache = _attention_forward(ln1(resid_pre), parts["attn"], cfg, hook, block)
-        resid_mid = hook(f"{block}.hook_resid_mid", resid_pre + attn_out)
+    ln1, ln2 = _Norm(parts["ln1"], cfg, hook, f"{block}.ln1"), _Norm(parts["ln2"], cfg, hook,
+                                                                     f"{block}.ln2")  # fmt: skip
+    attention = _Attention(parts["attn"], cfg, hook, block, rotary)
+    if cfg.parallel_attn_mlp:
+        attn_out = attention(ln1(resid_pre))
+        mlp_out, mlp_cache = _mlp_forward(ln2(resid_pre), parts["mlp"], cfg, hook, block)
+        resid_post = hook(f"{block}.hook_resid_post", resid_pre + attn_out + mlp_out)
+    elif cfg.norm == "pre":
+        resid_mid = hook(f"{block}.hook_resid_mid", resid_pre + attention(ln1(resid_pre)))
         mlp_out, mlp_cache = _mlp_forward(ln2(resid_mid), parts["mlp"], cfg, hook, block)
         resid_post = hook(f"{block}.hook_resid_post", resid_mid + mlp_out)
     else:
-        attn_out, attn_cache = _attention_forward(resid_pre, parts["attn"], cfg, hook, block)
-        resid_mid = hook(f"{block}.hook_resid_mid", ln1(resid_pre + attn_out))
+        resid_mid = hook(f"{block}.hook_resid_mid", ln1(resid_pre + attention(resid_pre)))
         mlp_out, mlp_cache = _mlp_forward(resid_mid, parts["mlp"], cfg, hook, block)
         resid_post = hook(f"{block}.hook_resid_post", ln2(resid_mid + mlp_out))
-    return resid_post, (cfg, ln1.cache, attn_cache, ln2.cache, mlp_cache)
+    return resid_post, (cfg, ln1.cache, attention.cache, ln2.cache, mlp_cache)
 
 
 def block_backward(dout: np.ndarray, cache):
@@ -160,45 +197,63 @@ def block_backward(dout: np.ndarray, cache):
         if cfg.attention == "standard"
         else layers.parameter_free_attention_backward
     )
+    norm_backward = layers.NORMS[cfg.normalization][1]
     grads = {}
-    if cfg.norm == "pre":
+    if cfg.parallel_attn_mlp:
         dmlp_in, grads["mlp"] = layers.mlp_backward(dout, mlp_cache)
-        dresid_ln2, grads["ln2"] = layers.layer_norm_backward(dmlp_in, ln2_cache)
+        dresid_ln2, grads["ln2"] = norm_backward(dmlp_in, ln2_cache)
+        dattn_in, grads["attn"] = attn_backward(dout, attn_cache)
+        dresid_ln1, grads["ln1"] = norm_backward(dattn_in, ln1_cache)
+        dx = dout + dresid_ln1
+        dx += dresid_ln2
+    elif cfg.norm == "pre":
+        dmlp_in, grads["mlp"] = layers.mlp_backward(dout, mlp_cache)
+        dresid_ln2, grads["ln2"] = norm_backward(dmlp_in, ln2_cache)
         dresid_mid = dout + dresid_ln2
         dattn_in, grads["attn"] = attn_backward(dresid_mid, attn_cache)
-        dresid_ln1, grads["ln1"] = layers.layer_norm_backward(dattn_in, ln1_cache)
+        dresid_ln1, grads["ln1"] = norm_backward(dattn_in, ln1_cache)
         dx = dresid_mid + dresid_ln1
     else:
-        dsum2, grads["ln2"] = layers.layer_norm_backward(dout, ln2_cache)  # d(resid_mid + mlp_out)
+        dsum2, grads["ln2"] = norm_backward(dout, ln2_cache)  # d(resid_mid + mlp_out)
         dmlp_in, grads["mlp"] = layers.mlp_backward(dsum2, mlp_cache)
         dresid_mid = dsum2 + dmlp_in
-        dsum1, grads["ln1"] = layers.layer_norm_backward(dresid_mid, ln1_cache)
+        dsum1, grads["ln1"] = norm_backward(dresid_mid, ln1_cache)
         dattn_in, grads["attn"] = attn_backward(dsum1, attn_cache)
         dx = dsum1 + dattn_in
     return dx, grads
 
 
-class _LayerNorm:
-    """A LayerNorm hook point that remembers its backward cache."""
+class _Norm:
+    """A norm's hook points (hook_scale, hook_normalized); remembers its backward cache."""
 
-    def __init__(self, params: dict, eps: float, hook, name: str):
-        self.params, self.eps, self.hook, self.name = params, eps, hook, name
+    def __init__(self, params: dict, cfg: TransformerConfig, hook, name: str):
+        self.params, self.cfg, self.hook, self.name = params, cfg, hook, name
         self.cache = None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        out, self.cache = layers.layer_norm_forward(
-            x, self.params.get("w"), self.params.get("b"), self.eps
+        scoped = _scoped(self.hook, self.name)
+        out, self.cache = layers.norm_forward(
+            x, self.params, self.cfg.normalization, self.cfg.ln_eps, scoped
         )
         return self.hook(f"{self.name}.hook_normalized", out)
 
 
-def _attention_forward(x, params, cfg: TransformerConfig, hook, block: str):
-    scoped = _scoped(hook, f"{block}.attn")
-    if cfg.attention == "standard":
-        out, cache = layers.attention_forward(x, params, cfg.causal, scoped)
-    else:
-        out, cache = layers.parameter_free_attention_forward(x, cfg.causal, scoped)
-    return hook(f"{block}.hook_attn_out", out), cache
+class _Attention:
+    """A block's attention and its hook_attn_out; remembers its backward cache."""
+
+    def __init__(self, params: dict, cfg: TransformerConfig, hook, block: str, rotary):
+        self.params, self.cfg, self.hook, self.block, self.rotary = params, cfg, hook, block, rotary
+        self.cache = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        scoped = _scoped(self.hook, f"{self.block}.attn")
+        if self.cfg.attention == "standard":
+            out, self.cache = layers.attention_forward(
+                x, self.params, self.cfg.causal, scoped, self.rotary
+            )
+        else:
+            out, self.cache = layers.parameter_free_attention_forward(x, self.cfg.causal, scoped)
+        return self.hook(f"{self.block}.hook_attn_out", out)
 
 
 def _mlp_forward(x, params, cfg: TransformerConfig, hook, block: str):
@@ -282,7 +337,7 @@ class Transformer:
         output = _checked_return_type(return_type)
         if stop_at_layer is not None:
             output = "resid"  # TransformerLens returns the residual stream, whatever return_type
-        names = self.hook_names()
+        names = [name for name in self.hook_names() if not name.endswith(SCALAR_HOOKS)]
         few_kept = sum(map(keep, names)) * KEPT_SHARE_FOR_CHUNKS <= len(names)
         whole = self._hooks or not few_kept
         chunk = tokens.shape[0] if whole else max(1, CHUNK_TOKENS // tokens.shape[1])
@@ -345,23 +400,18 @@ class Transformer:
         cfg, params = self.cfg, self.params
         batch, n_pos = tokens.shape
         embed, embed_cache = layers.embed_forward(tokens, params["embed.W_E"])
-        if cfg.pos_embed == "learned":
-            pos, pos_cache = layers.pos_embed_forward(params["pos_embed.W_pos"], batch, n_pos)
-        else:
-            pos, pos_cache = layers.pos_embed_forward(self._pos_table, batch, n_pos)
-        x = hook("hook_embed", embed) + hook("hook_pos_embed", pos)  # [B,T,d]
+        x, pos_cache = self._add_positions(hook("hook_embed", embed), batch, n_pos, hook)
+        rotary = self._rotary(n_pos)
         block_caches = []
         for layer in range(cfg.n_layers if n_blocks is None else n_blocks):
-            x, cache = block_forward(x, _block_params(params, layer), cfg, hook, layer)
+            x, cache = block_forward(x, _block_params(params, layer), cfg, hook, layer, rotary)
             block_caches.append(cache if keep_caches else None)
         if output == "resid":
             return x, None
         final_cache = None
         if cfg.final_ln:
-            x, final_cache = layers.layer_norm_forward(
-                x, params.get("ln_final.w"), params.get("ln_final.b"), cfg.ln_eps
-            )
-            x = hook("ln_final.hook_normalized", x)
+            final_norm = _Norm(_part_params(params, "ln_final"), cfg, hook, "ln_final")
+            x, final_cache = final_norm(x), final_norm.cache
         if output is None:
             return None, None
         logits, unembed_cache = layers.unembed_forward(
@@ -371,13 +421,31 @@ class Transformer:
             return logits, None
         return logits, (embed_cache, pos_cache, block_caches, final_cache, unembed_cache)
 
+    def _add_positions(self, embed: np.ndarray, batch: int, n_pos: int, hook):
+        """The residual stream before block 0, [B,T,d]: the embedding plus the learned or
+        sinusoidal positions (hook_pos_embed); the embedding alone with rotary positions."""
+        if self.cfg.pos_embed == "rotary":
+            return embed, None
+        table = (
+            self.params["pos_embed.W_pos"] if self.cfg.pos_embed == "learned" else self._pos_table
+        )
+        pos, pos_cache = layers.pos_embed_forward(table, batch, n_pos)
+        return embed + hook("hook_pos_embed", pos), pos_cache
+
+    def _rotary(self, n_pos: int):
+        """The rotary table of the first n_pos positions (see layers.rotary_table), or None."""
+        if self.cfg.pos_embed != "rotary":
+            return None
+        return layers.rotary_table(n_pos, self.cfg.rotary_dims, self.cfg.rotary_base,
+                                   self.cfg.dtype)  # fmt: skip
+
     def _backward(self, dlogits: np.ndarray, caches) -> dict[str, np.ndarray]:
         embed_cache, pos_cache, block_caches, final_cache, unembed_cache = caches
         grads: dict[str, np.ndarray] = {}
         dx, unembed_grads = layers.unembed_backward(dlogits, unembed_cache)
         _add_grads(grads, "unembed", unembed_grads)
         if final_cache is not None:
-            dx, final_grads = layers.layer_norm_backward(dx, final_cache)
+            dx, final_grads = layers.NORMS[self.cfg.normalization][1](dx, final_cache)
             _add_grads(grads, "ln_final", final_grads)
         for layer in reversed(range(self.cfg.n_layers)):
             dx, block_grads = block_backward(dx, block_caches[layer])

@@ -2,8 +2,10 @@
 
 It shares no code with `model/`: one sequence at a time, one head at a time, the causal mask as
 an explicit "key j <= query i" test, softmax as exp(s - logsumexp(s)) over the visible keys only,
-LayerNorm as the textbook formula with eps inside the square root, positions by the sinusoid
-formula written out per entry. Slow and obvious on purpose: a test compares the model with it.
+LayerNorm as the textbook formula with eps inside the square root, RMSNorm row by row, positions
+by the sinusoid formula written out per entry, rotary positions as complex multiplication, each
+query head reading its key head by index (grouped-query attention). Slow and obvious on purpose:
+a test compares the model with it.
 
 `reference_forward(cfg, params, tokens, added)` returns `(logits, activations)`, where activations
 are keyed by the model's hook names and batched like the model's cache (scores and patterns
@@ -29,16 +31,51 @@ def reference_softmax(scores: np.ndarray) -> np.ndarray:
     return np.exp(scores - logsumexp(scores, axis=-1, keepdims=True))
 
 
-def reference_layer_norm(x: np.ndarray, w=None, b=None, eps: float = 1e-5) -> np.ndarray:
-    """(x - mean) / sqrt(var + eps) * w + b over the last axis, var the population variance."""
+def reference_layer_norm(x: np.ndarray, w=None, b=None, eps: float = 1e-5,
+                         edit_scale=lambda scale: scale) -> np.ndarray:  # fmt: skip
+    """(x - mean) / sqrt(var + eps) * w + b over the last axis, var the population variance;
+    `edit_scale` sees (and may replace) the divisor sqrt(var + eps)."""
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[-1]
     mean = x.sum(axis=-1, keepdims=True) / n
     var = ((x - mean) ** 2).sum(axis=-1, keepdims=True) / n
-    xhat = (x - mean) / np.sqrt(var + eps)
+    xhat = (x - mean) / edit_scale(np.sqrt(var + eps))
     if w is None:
         return xhat
     return xhat * w + b
+
+
+def reference_rms_norm(x: np.ndarray, w=None, eps: float = 1e-5,
+                       edit_scale=lambda scale: scale) -> np.ndarray:  # fmt: skip
+    """x / sqrt(mean(x²) + eps) * w over the last axis, entry by entry of each row."""
+    x = np.asarray(x, dtype=np.float64)
+    rows = x.reshape(-1, x.shape[-1])
+    scale = np.array([[math.sqrt(sum(v * v for v in row) / len(row) + eps)] for row in rows])
+    xhat = rows / edit_scale(scale.reshape(*x.shape[:-1], 1)).reshape(-1, 1)
+    xhat = xhat.reshape(x.shape)
+    return xhat if w is None else xhat * w
+
+
+def reference_rotary(x: np.ndarray, rotary_dim: int, base: float) -> np.ndarray:
+    """Rotary positions, by complex multiplication: at position p, the pair of dimensions
+    (i, i + rd/2) of each head, read as the complex number x_i + j x_(i+rd/2), is multiplied by
+    exp(j p base^(-2i/rd)). x [T,H,dh]; dimensions from rd on are left alone."""
+    out = np.array(x, dtype=np.float64)
+    half = rotary_dim // 2
+    for p in range(x.shape[0]):
+        for i in range(half):
+            turned = (x[p, :, i] + 1j * x[p, :, i + half]) * np.exp(
+                1j * p * base ** (-2 * i / rotary_dim)
+            )
+            out[p, :, i], out[p, :, i + half] = turned.real, turned.imag
+    return out
+
+
+def reference_silu(x: np.ndarray) -> np.ndarray:
+    """x / (1 + exp(-x)), entry by entry with math.exp (guarded for large -x)."""
+    x = np.asarray(x, dtype=np.float64)
+    out = [v / (1.0 + math.exp(-v)) if v > -700 else 0.0 for v in x.ravel()]
+    return np.array(out).reshape(x.shape)
 
 
 def reference_gelu_new(x: np.ndarray) -> np.ndarray:
@@ -57,7 +94,8 @@ def reference_relu(x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, x, 0.0)
 
 
-ACTIVATIONS = {"relu": reference_relu, "gelu": reference_gelu, "gelu_new": reference_gelu_new}
+ACTIVATIONS = {"relu": reference_relu, "gelu": reference_gelu, "gelu_new": reference_gelu_new,
+               "silu": reference_silu}  # fmt: skip
 
 
 def reference_sinusoidal(n_pos: int, d_model: int) -> np.ndarray:
@@ -110,31 +148,55 @@ def reference_attention_head(q, k, v, scale: float, causal: bool):
 
 def reference_attention(x: np.ndarray, attn: dict, cfg: TransformerConfig, edit) -> np.ndarray:
     """Attention on one sequence x [T, d], head by head; `edit(short hook name, value)` sees
-    (and may replace) each activation: q, k, v, z [T,H,dh], scores and pattern [H,T,T]."""
+    (and may replace) each activation: q, k, v, z [T,H,dh] (k and v [T,H_kv,dh]), scores and
+    pattern [H,T,T]. Query head h reads key and value head h // (H / H_kv)."""
     if cfg.attention == "parameter-free":  # softmax(x xᵀ) x: q, k and v are x, no scaling
         q, k, v = (edit(f"hook_{short}", x[:, None, :]) for short in "qkv")  # [T,1,d]
         scale = 1.0
     else:
         q, k, v = (edit(f"hook_{short.lower()}", _projection(x, attn, short)) for short in "QKV")
         scale = 1.0 / math.sqrt(cfg.d_head)
+    if cfg.pos_embed == "rotary":
+        q = edit("hook_rot_q", reference_rotary(q, cfg.rotary_dims, cfg.rotary_base))
+        k = edit("hook_rot_k", reference_rotary(k, cfg.rotary_dims, cfg.rotary_base))
     heads = range(q.shape[1])
+    group = q.shape[1] // k.shape[1]
     scores = edit(
         "hook_attn_scores",
-        np.stack([reference_scores(q[:, h], k[:, h], scale, cfg.causal) for h in heads]),
+        np.stack([reference_scores(q[:, h], k[:, h // group], scale, cfg.causal) for h in heads]),
     )
     pattern = edit(
         "hook_pattern", np.stack([reference_pattern(scores[h], cfg.causal) for h in heads])
     )
-    z = edit("hook_z", np.stack([pattern[h] @ v[:, h] for h in heads], axis=1))  # fmt: skip
+    z = edit("hook_z", np.stack([pattern[h] @ v[:, h // group] for h in heads], axis=1))
     if cfg.attention == "parameter-free":
         return z[:, 0]
-    return attn["b_O"] + sum(z[:, h] @ attn["W_O"][h] for h in heads)
+    return attn.get("b_O", 0.0) + sum(z[:, h] @ attn["W_O"][h] for h in heads)
 
 
 def _projection(x: np.ndarray, attn: dict, short: str) -> np.ndarray:
     """x W_Q[h] + b_Q[h] (or K, V) of every head h, stacked: [T,d] -> [T,H,dh]."""
     heads = range(attn[f"W_{short}"].shape[0])
-    return np.stack([x @ attn[f"W_{short}"][h] + attn[f"b_{short}"][h] for h in heads], axis=1)
+    bias = attn.get(f"b_{short}")
+    return np.stack([x @ attn[f"W_{short}"][h] + (0.0 if bias is None else bias[h])
+                     for h in heads], axis=1)  # fmt: skip
+
+
+def reference_mlp(x: np.ndarray, mlp: dict, cfg: TransformerConfig, at, block: str):
+    """The MLP on [T,d], recording hook_pre (the gate's pre-activation when gated),
+    hook_pre_linear (gated) and hook_post through `at(name, value)`."""
+    pre = at(f"{block}.mlp.hook_pre", x @ mlp[_first(cfg)] + mlp.get(_first(cfg, "b"), 0.0))
+    post = ACTIVATIONS[cfg.act_fn](pre)
+    if cfg.gated_mlp:
+        linear = at(f"{block}.mlp.hook_pre_linear", x @ mlp["W_in"] + mlp.get("b_in", 0.0))
+        post = post * linear
+    post = at(f"{block}.mlp.hook_post", post)
+    return post @ mlp["W_out"] + mlp.get("b_out", 0.0)
+
+
+def _first(cfg: TransformerConfig, kind: str = "W") -> str:
+    """The MLP's first matrix (or bias): the gate's when gated, else W_in's."""
+    return f"{kind}_gate" if cfg.gated_mlp else f"{kind}_in"
 
 
 def _parts(params: dict) -> dict[str, dict[str, np.ndarray]]:
@@ -157,38 +219,47 @@ def _reference_sequence(cfg: TransformerConfig, parts: dict, sequence, edit) -> 
 
     n_pos = len(sequence)
     W_E = parts["embed"]["W_E"]
-    embed = at("hook_embed", np.stack([W_E[token] for token in sequence]))  # [T,d]
+    x = at("hook_embed", np.stack([W_E[token] for token in sequence]))  # [T,d]
     if cfg.pos_embed == "learned":
-        pos = at("hook_pos_embed", parts["pos_embed"]["W_pos"][:n_pos])
-    else:
-        pos = at("hook_pos_embed", reference_sinusoidal(n_pos, cfg.d_model))
-    x = embed + pos
+        x = x + at("hook_pos_embed", parts["pos_embed"]["W_pos"][:n_pos])
+    elif cfg.pos_embed == "sinusoidal":
+        x = x + at("hook_pos_embed", reference_sinusoidal(n_pos, cfg.d_model))
 
     def norm(name: str, value: np.ndarray) -> np.ndarray:
         part = parts.get(name, {})
-        out = reference_layer_norm(value, part.get("w"), part.get("b"), cfg.ln_eps)
+
+        def edit_scale(scale):
+            return at(f"{name}.hook_scale", scale)
+
+        if cfg.normalization == "rmsnorm":
+            out = reference_rms_norm(value, part.get("w"), cfg.ln_eps, edit_scale)
+        else:
+            out = reference_layer_norm(value, part.get("w"), part.get("b"), cfg.ln_eps, edit_scale)
         return at(f"{name}.hook_normalized", out)
 
     for layer in range(cfg.n_layers):
         block = f"blocks.{layer}"
         attn, mlp = parts.get(f"{block}.attn", {}), parts[f"{block}.mlp"]
         x = at(f"{block}.hook_resid_pre", x)
-        attn_in = norm(f"{block}.ln1", x) if cfg.norm == "pre" else x
-        attn_out = reference_attention(
-            attn_in, attn, cfg, lambda name, value, block=block: at(f"{block}.attn.{name}", value)
-        )
-        attn_out = at(f"{block}.hook_attn_out", attn_out)
-        if cfg.norm == "pre":
-            resid_mid = at(f"{block}.hook_resid_mid", x + attn_out)
-            mlp_in = norm(f"{block}.ln2", resid_mid)
+
+        def attention(value, block=block, attn=attn):
+            out = reference_attention(
+                value, attn, cfg, lambda name, v: at(f"{block}.attn.{name}", v)
+            )
+            return at(f"{block}.hook_attn_out", out)
+
+        def feed_forward(value, block=block, mlp=mlp):
+            return at(f"{block}.hook_mlp_out", reference_mlp(value, mlp, cfg, at, block))
+
+        if cfg.parallel_attn_mlp:
+            attn_out = attention(norm(f"{block}.ln1", x))
+            x = x + attn_out + feed_forward(norm(f"{block}.ln2", x))
+        elif cfg.norm == "pre":
+            resid_mid = at(f"{block}.hook_resid_mid", x + attention(norm(f"{block}.ln1", x)))
+            x = resid_mid + feed_forward(norm(f"{block}.ln2", resid_mid))
         else:
-            resid_mid = at(f"{block}.hook_resid_mid", norm(f"{block}.ln1", x + attn_out))
-            mlp_in = resid_mid
-        pre = at(f"{block}.mlp.hook_pre", mlp_in @ mlp["W_in"] + mlp["b_in"])
-        post = at(f"{block}.mlp.hook_post", ACTIVATIONS[cfg.act_fn](pre))
-        mlp_out = at(f"{block}.hook_mlp_out", post @ mlp["W_out"] + mlp["b_out"])
-        resid_sum = resid_mid + mlp_out
-        x = resid_sum if cfg.norm == "pre" else norm(f"{block}.ln2", resid_sum)
+            resid_mid = at(f"{block}.hook_resid_mid", norm(f"{block}.ln1", x + attention(x)))
+            x = norm(f"{block}.ln2", resid_mid + feed_forward(resid_mid))
         x = at(f"{block}.hook_resid_post", x)
     if cfg.final_ln:
         x = norm("ln_final", x)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from mechclaims.model.config import ACT_FNS, INITS, TransformerConfig
+from mechclaims.model.config import ACT_FNS, INITS, NORMALIZATIONS, TransformerConfig
 from mechclaims.model.transformer import Transformer, param_shapes
 
 MAX_D_MODEL = 16
@@ -51,6 +51,8 @@ def configs(draw, min_ctx: int = 1, **fixed: Any) -> TransformerConfig:
     n_heads = pick(
         "n_heads", st.just(1) if attention == "parameter-free" else st.sampled_from(divisors)
     )
+    norm = pick("norm", st.sampled_from(["pre", "post"]))
+    pos_embed, rotary_dim = _positions(draw, pick, d_model // n_heads, attention)
     return TransformerConfig(
         vocab_size=pick("vocab_size", st.integers(min_value=2, max_value=8)),
         d_model=d_model,
@@ -59,18 +61,47 @@ def configs(draw, min_ctx: int = 1, **fixed: Any) -> TransformerConfig:
         d_mlp=pick("d_mlp", st.integers(min_value=1, max_value=2 * MAX_D_MODEL)),
         n_ctx=pick("n_ctx", st.integers(min_value=min_ctx, max_value=MAX_POS)),
         attention=attention,
-        norm=pick("norm", st.sampled_from(["pre", "post"])),
+        norm=norm,
         ln_affine=pick("ln_affine", st.booleans()),
         final_ln=pick("final_ln", st.booleans()),
         act_fn=pick("act_fn", st.sampled_from(ACT_FNS)),
-        pos_embed=pick("pos_embed", st.sampled_from(["learned", "sinusoidal"])),
+        pos_embed=pos_embed,
         unembed_bias=pick("unembed_bias", st.booleans()),
         causal=pick("causal", st.booleans()),
+        normalization=pick("normalization", st.sampled_from(NORMALIZATIONS)),
+        rotary_dim=rotary_dim,
+        rotary_base=pick("rotary_base", st.sampled_from([10000.0, 7.0])),
+        parallel_attn_mlp=pick(
+            "parallel_attn_mlp", st.booleans() if norm == "pre" else st.just(False)
+        ),
+        gated_mlp=pick("gated_mlp", st.booleans()),
+        n_key_value_heads=pick("n_key_value_heads", _key_value_heads(attention, n_heads)),
+        attn_bias=pick("attn_bias", st.booleans()),
+        mlp_bias=pick("mlp_bias", st.booleans()),
         init=pick("init", st.sampled_from(INITS)),
         init_scale=pick("init_scale", st.just(1.0)),
         dtype=pick("dtype", st.just("float64")),
         ln_eps=pick("ln_eps", st.sampled_from([1e-5, 1e-3, 0.1])),
     )
+
+
+def _positions(draw, pick, d_head: int, attention: str) -> tuple[str, int | None]:
+    """(pos_embed, rotary_dim): rotary only with standard attention, where d_head allows an even
+    number of rotated dimensions; rotary_dim None (every dimension) or fewer than d_head."""
+    evens = list(range(2, d_head + 1, 2))
+    rotary = evens and attention == "standard"
+    allowed = ["learned", "sinusoidal", "rotary"] if rotary else ["learned", "sinusoidal"]
+    pos_embed = pick("pos_embed", st.sampled_from(allowed))
+    if pos_embed != "rotary":
+        return pos_embed, None
+    choices = [None, *evens] if d_head % 2 == 0 else evens
+    return pos_embed, pick("rotary_dim", st.sampled_from(choices))
+
+
+def _key_value_heads(attention: str, n_heads: int) -> st.SearchStrategy:
+    if attention != "standard":
+        return st.just(None)
+    return st.sampled_from([None, *(k for k in range(1, n_heads + 1) if n_heads % k == 0)])
 
 
 @st.composite

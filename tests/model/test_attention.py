@@ -232,24 +232,32 @@ def test_model_without_positions_or_mask_is_permutation_equivariant(cfg, seed, d
     seeds, st.data(),
 )  # fmt: skip
 def test_permuting_heads_consistently_leaves_the_output_unchanged(cfg, seed, data):
+    """Key-value heads permuted, and the query heads of each group moved with their key head
+    (and permuted within it): the same function, every head's activations permuted alike."""
     params = generic_params(cfg, seed)
     tokens = data.draw(tokens_for(cfg))
-    perm = np.array(data.draw(st.permutations(range(cfg.n_heads)), label="perm"))
+    group = cfg.n_heads // cfg.n_kv_heads
+    kv_perm = np.array(data.draw(st.permutations(range(cfg.n_kv_heads)), label="kv_perm"))
+    within = data.draw(st.permutations(range(group)), label="within")
+    perm = np.array([kv * group + j for kv in kv_perm for j in within])  # query heads
     permuted = dict(params)
     for layer in range(cfg.n_layers):
-        for short in ("W_Q", "W_K", "W_V", "b_Q", "b_K", "b_V", "W_O"):
+        for short, order in (("W_Q", perm), ("b_Q", perm), ("W_O", perm), ("W_K", kv_perm),
+                             ("b_K", kv_perm), ("W_V", kv_perm), ("b_V", kv_perm)):  # fmt: skip
             name = f"blocks.{layer}.attn.{short}"
-            permuted[name] = params[name][perm]
+            if name in params:
+                permuted[name] = params[name][order]
     logits, cache = Transformer.from_params(cfg, params).run_with_cache(tokens)
     new_logits, new_cache = Transformer.from_params(cfg, permuted).run_with_cache(tokens)
     assert_close(new_logits, logits, rtol=1e-9)
-    for layer in range(cfg.n_layers):
-        for short in ("hook_pattern", "hook_attn_scores"):
-            name = f"blocks.{layer}.attn.{short}"
+    for name in cache:
+        short = name.rsplit(".", 1)[-1]
+        if short in ("hook_pattern", "hook_attn_scores"):
             assert_close(new_cache[name], cache[name][:, perm], rtol=1e-9, err_msg=name)
-        for short in ("hook_q", "hook_k", "hook_v", "hook_z"):
-            name = f"blocks.{layer}.attn.{short}"
+        elif short in ("hook_q", "hook_rot_q", "hook_z"):
             assert_close(new_cache[name], cache[name][:, :, perm], rtol=1e-9, err_msg=name)
+        elif short in ("hook_k", "hook_rot_k", "hook_v"):
+            assert_close(new_cache[name], cache[name][:, :, kv_perm], rtol=1e-9, err_msg=name)
 
 
 @given(attention_inputs(), st.booleans(), st.floats(0.25, 4.0))

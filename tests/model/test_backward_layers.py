@@ -26,6 +26,7 @@ from tests.model.gradcheck import (
     check_gradients,
     vjp_scalar,
 )
+from tests.model.strategies import configs, generic_params
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 batches = st.integers(min_value=1, max_value=3)
@@ -120,6 +121,39 @@ def test_layer_norm_backward(seed, batch, n_pos, d, affine, ln_eps):
     np.testing.assert_allclose(dx.sum(axis=-1), 0, atol=1e-10 * (1 + np.abs(dx).max()))
 
 
+@given(seed=seeds, batch=batches, n_pos=positions, d=widths, affine=st.booleans(),
+       eps=st.sampled_from([1e-5, 1e-2, 0.5]))  # fmt: skip
+def test_rms_norm_backward(seed, batch, n_pos, d, affine, eps):
+    rng = np.random.default_rng(seed)
+    arrays = {"x": rng.normal(rng.normal(), rng.uniform(0.3, 3.0), (batch, n_pos, d))}
+    if affine:
+        arrays["w"] = 1 + 0.5 * rng.standard_normal(d)
+    dout = rng.standard_normal((batch, n_pos, d))
+
+    def forward(a):
+        return layers.rms_norm_forward(a["x"], a.get("w"), eps)[0]
+
+    _, cache = layers.rms_norm_forward(arrays["x"], arrays.get("w"), eps)
+    dx, grads = layers.rms_norm_backward(dout, cache)
+    assert set(grads) == ({"w"} if affine else set())
+    checks = gradient_checks(vjp_scalar(forward, dout), arrays, {"x": dx, **grads}, rng)
+    assert_gradients_match(checks)
+
+
+@given(seed=seeds, batch=batches, n_pos=positions, n_heads=heads, half=st.integers(1, 3),
+       extra=st.integers(0, 3), base=st.sampled_from([10000.0, 3.0]))  # fmt: skip
+def test_rotary_backward_is_the_rotation_back(seed, batch, n_pos, n_heads, half, extra, base):
+    """The rotation's vector-Jacobian product is the inverse rotation (sign -1)."""
+    rng = np.random.default_rng(seed)
+    table = layers.rotary_table(n_pos, 2 * half, base, np.float64)
+    arrays = {"x": rng.standard_normal((batch, n_pos, n_heads, 2 * half + extra))}
+    dout = rng.standard_normal(arrays["x"].shape)
+    dx = layers.rotary_forward(dout, table, sign=-1.0)
+    checks = gradient_checks(vjp_scalar(lambda a: layers.rotary_forward(a["x"], table), dout),
+                             arrays, {"x": dx}, rng)  # fmt: skip
+    assert_gradients_match(checks)
+
+
 # ---------------------------------------------------------------- softmax and attention core
 
 
@@ -179,17 +213,19 @@ def test_attend_backward(seed, batch, n_pos, n_heads, d_head, causal, scale):
         assert np.all(dv_first[:, 1:] == 0)
 
 
-def attention_params(rng, d_model, n_heads, d_head):
-    """Standard attention weights ~ 1/sqrt(d) and non-zero biases."""
+def attention_params(rng, d_model, n_heads, d_head, n_kv_heads=None, bias=True):
+    """Standard attention weights ~ 1/sqrt(d) (keys and values of n_kv_heads heads, default
+    n_heads) and, with `bias`, non-zero biases."""
+    n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+    heads = {"Q": n_heads, "K": n_kv_heads, "V": n_kv_heads}
     scale = 1 / np.sqrt(d_model)
-    params = {
-        name: scale * rng.standard_normal((n_heads, d_model, d_head))
-        for name in ("W_Q", "W_K", "W_V")
-    }
+    params = {f"W_{name}": scale * rng.standard_normal((count, d_model, d_head))
+              for name, count in heads.items()}  # fmt: skip
     params["W_O"] = scale * rng.standard_normal((n_heads, d_head, d_model))
-    for name in ("b_Q", "b_K", "b_V"):
-        params[name] = 0.5 * rng.standard_normal((n_heads, d_head))
-    params["b_O"] = 0.5 * rng.standard_normal(d_model)
+    if bias:
+        params.update({f"b_{name}": 0.5 * rng.standard_normal((count, d_head))
+                       for name, count in heads.items()})  # fmt: skip
+        params["b_O"] = 0.5 * rng.standard_normal(d_model)
     return params
 
 
@@ -197,35 +233,46 @@ def attention_params(rng, d_model, n_heads, d_head):
     seed=seeds,
     batch=batches,
     n_pos=positions,
-    n_heads=heads,
-    d_head=head_widths,
+    n_kv_heads=heads,
+    group=st.integers(1, 2),
+    d_head=st.sampled_from([1, 2, 4]),
     causal=st.booleans(),
+    rotary=st.booleans(),
+    bias=st.booleans(),
 )
-def test_attention_backward(seed, batch, n_pos, n_heads, d_head, causal):
+def test_attention_backward(seed, batch, n_pos, n_kv_heads, group, d_head, causal, rotary, bias):
+    """With grouped queries (group query heads per key head), rotary positions, biases or not."""
     rng = np.random.default_rng(seed)
+    n_heads = n_kv_heads * group
     d = n_heads * d_head
-    params = attention_params(rng, d, n_heads, d_head)
+    params = attention_params(rng, d, n_heads, d_head, n_kv_heads, bias)
     arrays = {"x": 1.5 * rng.standard_normal((batch, n_pos, d)), **params}
     dout = rng.standard_normal((batch, n_pos, d))
+    table = None
+    if rotary and d_head >= 2:
+        table = layers.rotary_table(n_pos, 2 * (d_head // 2), 10000.0, np.float64)
 
     def forward(a):
         weights = {name: a[name] for name in params}
-        return layers.attention_forward(a["x"], weights, causal, layers.no_hook)[0]
+        return layers.attention_forward(a["x"], weights, causal, layers.no_hook, table)[0]
 
-    _, cache = layers.attention_forward(arrays["x"], params, causal, layers.no_hook)
+    _, cache = layers.attention_forward(arrays["x"], params, causal, layers.no_hook, table)
     dx, grads = layers.attention_backward(dout, cache)
     assert set(grads) == set(params)
 
     checks = gradient_checks(vjp_scalar(forward, dout), arrays, {"x": dx, **grads}, rng)
     assert_gradients_match(checks)
-    # Adding b_K adds q.b_K to a whole row of scores, which softmax ignores: its gradient is 0.
-    assert np.abs(grads["b_K"]).max() <= 1e-12 * (1 + np.abs(grads["b_Q"]).max())
+    if bias and table is None:  # b_K adds q.b_K to a whole row of scores, which softmax ignores
+        # (rotary turns b_K by the key's position: then it is not the same along the row)
+        assert np.abs(grads["b_K"]).max() <= 1e-12 * (1 + np.abs(grads["b_Q"]).max())
     # Not vacuous: every other parameter does receive a gradient.
     for name in ("W_V", "W_O", "b_V", "b_O"):
-        assert np.linalg.norm(grads[name]) > 1e-6, name
+        if name in params:
+            assert np.linalg.norm(grads[name]) > 1e-6, name
     if n_pos > 1:
         for name in ("W_Q", "W_K", "b_Q"):
-            assert np.linalg.norm(grads[name]) > 1e-9, name
+            if name in params:
+                assert np.linalg.norm(grads[name]) > 1e-9, name
 
 
 @given(seed=seeds, batch=batches, n_pos=positions, d=widths, causal=st.booleans())
@@ -256,7 +303,7 @@ def test_parameter_free_attention_backward(seed, batch, n_pos, d, causal):
     seed=seeds,
 )
 def test_activation_backward_is_the_derivative_of_forward(x, seed):
-    """backward(dout, cache) is dout times the slope of forward, for both GELUs and ReLU.
+    """backward(dout, cache) is dout times the slope of forward, for both GELUs, ReLU and SiLU.
 
     Each activation's forward returns `(out, cache)` and its backward takes that cache.
     """
@@ -265,6 +312,7 @@ def test_activation_backward_is_the_derivative_of_forward(x, seed):
         "gelu": (layers.gelu_forward, layers.gelu_backward),
         "gelu_new": (layers.gelu_new_forward, layers.gelu_new_backward),
         "relu": (layers.relu_forward, layers.relu_backward),
+        "silu": (layers.silu_forward, layers.silu_backward),
     }
     pairs.update({f"ACTIVATIONS[{name!r}]": pair for name, pair in layers.ACTIVATIONS.items()})
     for name, (forward, backward) in pairs.items():
@@ -304,15 +352,17 @@ def test_gelu_backward_known_slopes():
     d=widths,
     d_mlp=st.integers(1, 16),
     act_fn=st.sampled_from(ACT_FNS),
+    gated=st.booleans(),
+    bias=st.booleans(),
 )
-def test_mlp_backward(seed, batch, n_pos, d, d_mlp, act_fn):
+def test_mlp_backward(seed, batch, n_pos, d, d_mlp, act_fn, gated, bias):
     rng = np.random.default_rng(seed)
-    params = {
-        "W_in": rng.standard_normal((d, d_mlp)) / np.sqrt(d),
-        "b_in": 0.5 * rng.standard_normal(d_mlp),
-        "W_out": rng.standard_normal((d_mlp, d)) / np.sqrt(d_mlp),
-        "b_out": 0.5 * rng.standard_normal(d),
-    }
+    inputs = ("gate", "in") if gated else ("in",)
+    params = {f"W_{name}": rng.standard_normal((d, d_mlp)) / np.sqrt(d) for name in inputs}
+    params["W_out"] = rng.standard_normal((d_mlp, d)) / np.sqrt(d_mlp)
+    if bias:
+        params.update({f"b_{name}": 0.5 * rng.standard_normal(d_mlp) for name in inputs})
+        params["b_out"] = 0.5 * rng.standard_normal(d)
     arrays = {"x": rng.standard_normal((batch, n_pos, d)), **params}
     dout = rng.standard_normal((batch, n_pos, d))
 
@@ -321,7 +371,8 @@ def test_mlp_backward(seed, batch, n_pos, d, d_mlp, act_fn):
         out = layers.mlp_forward(a["x"], weights, act_fn, layers.no_hook)[0]
         if act_fn != "relu":
             return out
-        return out, a["x"] @ a["W_in"] + a["b_in"] > 0  # ReLU: which units are active
+        first = a["x"] @ a[f"W_{inputs[0]}"] + a.get(f"b_{inputs[0]}", 0.0)
+        return out, first > 0  # ReLU: which units are active
 
     _, cache = layers.mlp_forward(arrays["x"], params, act_fn, layers.no_hook)
     dx, grads = layers.mlp_backward(dout, cache)
@@ -395,43 +446,17 @@ def test_cross_entropy_backward(seed, batch, n_pos, vocab, sharpness, dloss):
 # ---------------------------------------------------------------- transformer blocks
 
 
-@st.composite
-def block_configs(draw):
-    attention = draw(st.sampled_from(["standard", "parameter-free"]))
-    n_heads = 1 if attention == "parameter-free" else draw(heads)
-    d_model = n_heads * draw(head_widths) if attention == "standard" else draw(widths)
-    return TransformerConfig(
-        vocab_size=4,
-        d_model=d_model,
-        n_layers=1,
-        n_heads=n_heads,
-        d_mlp=draw(st.integers(1, 16)),
-        n_ctx=6,
-        attention=attention,
-        norm=draw(st.sampled_from(["pre", "post"])),
-        ln_affine=draw(st.booleans()),
-        act_fn=draw(st.sampled_from(ACT_FNS)),
-        causal=draw(st.booleans()),
-        ln_eps=draw(st.sampled_from([1e-5, 1e-2])),
-    )
+def block_configs() -> st.SearchStrategy[TransformerConfig]:
+    """One-block configs of every variant (norms, rotary, grouped-query, gated, parallel)."""
+    return configs(n_layers=1, vocab_size=4, n_ctx=6, d_mlp=st.integers(1, 16),
+                   ln_eps=st.sampled_from([1e-5, 1e-2]))  # fmt: skip
 
 
-def block_params(cfg: TransformerConfig, rng) -> dict[str, np.ndarray]:
-    """Flat `part.name` parameters of one block: O(1/sqrt(fan_in)) weights, non-zero biases."""
-    d, M = cfg.d_model, cfg.d_mlp
-    flat = {}
-    for part in ("ln1", "ln2"):
-        if cfg.ln_affine:
-            flat[f"{part}.w"] = 1 + 0.5 * rng.standard_normal(d)
-            flat[f"{part}.b"] = 0.5 * rng.standard_normal(d)
-    if cfg.attention == "standard":
-        attn = attention_params(rng, d, cfg.n_heads, cfg.d_head)
-        flat.update({f"attn.{name}": value for name, value in attn.items()})
-    flat["mlp.W_in"] = rng.standard_normal((d, M)) / np.sqrt(d)
-    flat["mlp.b_in"] = 0.5 * rng.standard_normal(M)
-    flat["mlp.W_out"] = rng.standard_normal((M, d)) / np.sqrt(M)
-    flat["mlp.b_out"] = 0.5 * rng.standard_normal(d)
-    return flat
+def block_params(cfg: TransformerConfig, seed: int) -> dict[str, np.ndarray]:
+    """Flat `part.name` parameters of block 0: O(1/sqrt(fan_in)) weights, non-zero biases."""
+    prefix = "blocks.0."
+    return {name[len(prefix) :]: value for name, value in generic_params(cfg, seed).items()
+            if name.startswith(prefix)}  # fmt: skip
 
 
 def nested(flat: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
@@ -445,13 +470,16 @@ def nested(flat: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
 @given(cfg=block_configs(), seed=seeds, batch=batches, n_pos=positions)
 def test_block_backward(cfg, seed, batch, n_pos):
     rng = np.random.default_rng(seed)
-    flat = block_params(cfg, rng)
+    flat = block_params(cfg, seed)
+    rotary = None
+    if cfg.pos_embed == "rotary":
+        rotary = layers.rotary_table(n_pos, cfg.rotary_dims, cfg.rotary_base, cfg.dtype)
     arrays = {"x": rng.normal(rng.normal(), 1.5, (batch, n_pos, cfg.d_model)), **flat}
     dout = rng.standard_normal((batch, n_pos, cfg.d_model))
 
     def forward(a):
         params = nested({name: a[name] for name in flat})
-        return transformer.block_forward(a["x"], params, cfg, layers.no_hook, 0)
+        return transformer.block_forward(a["x"], params, cfg, layers.no_hook, 0, rotary)
 
     def forward_with_region(a):
         if cfg.act_fn != "relu":
@@ -463,7 +491,7 @@ def test_block_backward(cfg, seed, batch, n_pos):
             return value
 
         params = nested({name: a[name] for name in flat})
-        out, _ = transformer.block_forward(a["x"], params, cfg, record, 0)
+        out, _ = transformer.block_forward(a["x"], params, cfg, record, 0, rotary)
         return out, seen["blocks.0.mlp.hook_pre"] > 0  # ReLU: which units are active
 
     _, cache = forward(arrays)

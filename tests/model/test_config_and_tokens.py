@@ -21,7 +21,8 @@ SMALL = {
     "d_mlp": 12,
     "n_ctx": 6,
 }
-PRESET_NAMES = ("seed-minigpt", "tiny-mha", "gpt2-style", "gpt2-small")
+PRESET_NAMES = ("seed-minigpt", "tiny-mha", "gpt2-style", "gpt2-small", "pythia-70m",
+                "llama2c-stories15m")  # fmt: skip
 
 
 def small(**changes) -> TransformerConfig:
@@ -49,7 +50,11 @@ def small(**changes) -> TransformerConfig:
         ("norm", "mid"),
         ("act_fn", "tanh"),
         ("act_fn", "gelu_fast"),
-        ("pos_embed", "rotary"),
+        ("pos_embed", "alibi"),
+        ("normalization", "layer"),
+        ("rotary_base", 0.5),
+        ("n_key_value_heads", 3),  # does not divide n_heads=2
+        ("n_key_value_heads", 0),
         ("init", "xavier"),
         ("dtype", "float16"),
         ("dtype", "int64"),
@@ -65,6 +70,23 @@ def test_bad_values_raise_value_error_naming_the_field(field, value):
         small(**{field: value})
     with pytest.raises(ValueError, match=field):
         small().replace(**{field: value})
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"rotary_dim": 2}, "rotary_dim"),  # without rotary positions
+        ({"pos_embed": "rotary", "rotary_dim": 3}, "rotary_dim"),  # odd
+        ({"pos_embed": "rotary", "rotary_dim": 6}, "rotary_dim"),  # more than d_head=4
+        ({"pos_embed": "rotary", "d_model": 6}, "rotary_dim"),  # d_head 3: odd
+        ({"pos_embed": "rotary", "attention": "parameter-free", "n_heads": 1}, "rotary"),
+        ({"n_key_value_heads": 1, "attention": "parameter-free", "n_heads": 1}, "n_key_value"),
+        ({"parallel_attn_mlp": True, "norm": "post"}, "parallel_attn_mlp"),
+    ],
+)
+def test_combinations_the_model_cannot_run_name_the_field(changes, named):
+    with pytest.raises(ValueError, match=named):
+        small(**changes)
 
 
 def test_n_heads_not_dividing_d_model_names_both():
@@ -89,7 +111,11 @@ def test_sizes_must_be_ints(field, value):
         small(**{field: value})
 
 
-@pytest.mark.parametrize("field", ["ln_affine", "final_ln", "unembed_bias", "causal"])
+@pytest.mark.parametrize(
+    "field",
+    ["ln_affine", "final_ln", "unembed_bias", "causal", "parallel_attn_mlp", "gated_mlp",
+     "attn_bias", "mlp_bias"],
+)  # fmt: skip
 @pytest.mark.parametrize("value", [1, 0, "true", None, np.float64(1.0)])
 def test_bool_fields_reject_non_bools(field, value):
     with pytest.raises(TypeError, match=field):
@@ -152,6 +178,25 @@ PRESET_FIELDS = {
         "n_ctx": 1024, "attention": "standard", "norm": "pre", "ln_affine": True,
         "act_fn": "gelu_new", "final_ln": True, "pos_embed": "learned", "unembed_bias": False,
         "ln_eps": 1e-5, "causal": True, "init": "gpt2-residual-scaled", "dtype": "float32",
+    },
+    # EleutherAI/pythia-70m's config.json (GPT-NeoX): rotary_pct 0.25 of d_head 64
+    "pythia-70m": {
+        "vocab_size": 50304, "d_model": 512, "n_heads": 8, "n_layers": 6, "d_mlp": 2048,
+        "n_ctx": 2048, "norm": "pre", "normalization": "layernorm", "act_fn": "gelu",
+        "pos_embed": "rotary", "rotary_dim": 16, "rotary_base": 10000.0,
+        "parallel_attn_mlp": True, "gated_mlp": False, "n_key_value_heads": None,
+        "attn_bias": True, "mlp_bias": True, "unembed_bias": False, "final_ln": True,
+        "ln_eps": 1e-5, "init": "pythia", "dtype": "float32",
+    },
+    # llama2.c's stories15M (ModelArgs dim 288, n_layers 6, n_heads 6, hidden_dim 768,
+    # vocab 32000, max_seq_len 256, norm_eps 1e-5)
+    "llama2c-stories15m": {
+        "vocab_size": 32000, "d_model": 288, "n_heads": 6, "n_layers": 6, "d_mlp": 768,
+        "n_ctx": 256, "norm": "pre", "normalization": "rmsnorm", "act_fn": "silu",
+        "gated_mlp": True, "pos_embed": "rotary", "rotary_dim": None, "rotary_base": 10000.0,
+        "parallel_attn_mlp": False, "n_key_value_heads": None, "attn_bias": False,
+        "mlp_bias": False, "unembed_bias": False, "final_ln": True, "ln_eps": 1e-5,
+        "init": "llama2c", "dtype": "float32",
     },
 }  # fmt: skip
 
@@ -435,3 +480,35 @@ def test_from_params_keeps_the_given_values():
     assert set(model.params) == set(params)
     for name, value in params.items():
         np.testing.assert_array_equal(model.params[name], value)
+
+
+def test_pytorch_init_draws_in_the_documented_order():
+    """Weights are drawn in param_shapes' order, block by block: ln1, attention (W_Q, W_K, W_V,
+    W_O, then b_Q, b_K, b_V, b_O), ln2, the MLP (W_in, b_in, W_out, b_out). A changed order
+    would change every random init of tiny-mha (its biases are drawn) and every report with it."""
+    cfg = TransformerConfig.preset("tiny-mha")
+    attn = ["W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O"]
+    block = [
+        *(f"ln1.{n}" for n in "wb"),
+        *(f"attn.{n}" for n in attn),
+        *(f"ln2.{n}" for n in "wb"),
+        "mlp.W_in",
+        "mlp.b_in",
+        "mlp.W_out",
+        "mlp.b_out",
+    ]
+    expected = ["embed.W_E", "pos_embed.W_pos",
+                *(f"blocks.{layer}.{name}" for layer in range(2) for name in block),
+                "unembed.W_U", "unembed.b_U"]  # fmt: skip
+    assert list(param_shapes(cfg)) == expected
+    rng, params = np.random.default_rng(5), Transformer(cfg, seed=5).params
+    for name in expected:
+        kind, shape = name.rsplit(".", 1)[-1], params[name].shape
+        if kind in ("w", "b"):
+            continue
+        if kind in ("W_E", "W_pos"):
+            drawn = rng.normal(0.0, 1.0, shape)
+        else:
+            fan_in = cfg.d_mlp if kind in ("W_out", "b_out") else cfg.d_model
+            drawn = rng.uniform(-1 / np.sqrt(fan_in), 1 / np.sqrt(fan_in), shape)
+        np.testing.assert_array_equal(params[name], drawn, err_msg=name)

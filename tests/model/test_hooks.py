@@ -23,6 +23,8 @@ from tests.model.reference import (
     assert_close,
     reference_forward,
     reference_layer_norm,
+    reference_rms_norm,
+    reference_rotary,
     reference_sinusoidal,
     reference_softmax,
 )
@@ -40,98 +42,137 @@ class HookError(Exception):
     """Raised by a test hook to abandon a forward pass half-way."""
 
 
-def _layer_norm(cache_value, params, prefix, cfg):
-    return reference_layer_norm(cache_value, params.get(f"{prefix}.w"), params.get(f"{prefix}.b"),
-                                cfg.ln_eps)  # fmt: skip
+def _norm(cache, params, prefix, cfg, value):
+    """The norm `prefix` of `value` as the reference computes it, its divisor checked against
+    the cache's hook_scale."""
+    seen = {}
+
+    def keep(scale):
+        seen["scale"] = scale
+        return scale
+
+    w, b = params.get(f"{prefix}.w"), params.get(f"{prefix}.b")
+    if cfg.normalization == "rmsnorm":
+        out = reference_rms_norm(value, w, cfg.ln_eps, keep)
+    else:
+        out = reference_layer_norm(value, w, b, cfg.ln_eps, keep)
+    assert_close(cache[f"{prefix}.hook_scale"], seen["scale"], err_msg=f"{prefix}.hook_scale")
+    assert_close(cache[f"{prefix}.hook_normalized"], out, err_msg=f"{prefix}.hook_normalized")
+    return cache[f"{prefix}.hook_normalized"]
+
+
+def _rotated(x, cfg):
+    """Rotary positions of [B,T,H,dh], sequence by sequence (the reference's)."""
+    return np.stack([reference_rotary(row, cfg.rotary_dims, cfg.rotary_base) for row in x])
+
+
+def _attention_from_cache(get, params, block, cfg, attn_in, n_pos):
+    """Check q, k, v from the attention input, then scores, pattern, z and the output from the
+    cached q, k, v (rotated, when rotary); returns hook_attn_out."""
+    if cfg.attention == "standard":
+        for short in ("q", "k", "v"):
+            W = params[f"{block}.attn.W_{short.upper()}"]
+            b = params.get(f"{block}.attn.b_{short.upper()}", 0.0)
+            assert_close(get(f"attn.hook_{short}"),
+                         np.einsum("btd,hde->bthe", attn_in, W) + b, err_msg=short)  # fmt: skip
+        scale = 1 / np.sqrt(cfg.d_head)
+    else:
+        for short in ("q", "k", "v"):
+            assert_close(get(f"attn.hook_{short}"), attn_in[:, :, None, :], err_msg=short)
+        scale = 1.0
+    q, k = get("attn.hook_q"), get("attn.hook_k")
+    if cfg.pos_embed == "rotary":
+        assert_close(get("attn.hook_rot_q"), _rotated(q, cfg), err_msg="rot_q")
+        assert_close(get("attn.hook_rot_k"), _rotated(k, cfg), err_msg="rot_k")
+        q, k = get("attn.hook_rot_q"), get("attn.hook_rot_k")
+    group = q.shape[2] // k.shape[2]
+    k, v = np.repeat(k, group, axis=2), np.repeat(get("attn.hook_v"), group, axis=2)
+    scores = scale * np.einsum("bqhe,bkhe->bhqk", q, k)
+    if cfg.causal:
+        scores[..., np.triu_indices(n_pos, k=1)[0], np.triu_indices(n_pos, k=1)[1]] = -np.inf
+    assert_close(get("attn.hook_attn_scores"), scores, err_msg="scores")
+    assert_close(get("attn.hook_pattern"), reference_softmax(get("attn.hook_attn_scores")))
+    z = np.einsum("bhqk,bkhe->bqhe", get("attn.hook_pattern"), v)
+    assert_close(get("attn.hook_z"), z, err_msg="z")
+    if cfg.attention == "standard":
+        attn_out = np.einsum("bqhe,hed->bqd", get("attn.hook_z"), params[f"{block}.attn.W_O"])
+        attn_out = attn_out + params.get(f"{block}.attn.b_O", 0.0)
+    else:
+        attn_out = get("attn.hook_z")[:, :, 0, :]
+    assert_close(get("hook_attn_out"), attn_out, err_msg="attn_out")
+    return get("hook_attn_out")
+
+
+def _mlp_from_cache(get, params, block, cfg, mlp_in):
+    """Check the MLP's hooks from its input, each from the one before; returns hook_mlp_out."""
+    mlp = {short: params.get(f"{block}.mlp.{short}", 0.0)
+           for short in ("W_gate", "b_gate", "W_in", "b_in", "W_out", "b_out")}  # fmt: skip
+    first = "gate" if cfg.gated_mlp else "in"
+    assert_close(get("mlp.hook_pre"), mlp_in @ mlp[f"W_{first}"] + mlp[f"b_{first}"])
+    post = ACTIVATIONS[cfg.act_fn](get("mlp.hook_pre"))
+    if cfg.gated_mlp:
+        assert_close(get("mlp.hook_pre_linear"), mlp_in @ mlp["W_in"] + mlp["b_in"])
+        post = post * get("mlp.hook_pre_linear")
+    assert_close(get("mlp.hook_post"), post, err_msg="post")
+    assert_close(get("hook_mlp_out"), get("mlp.hook_post") @ mlp["W_out"] + mlp["b_out"])
+    return get("hook_mlp_out")
 
 
 # ---------------------------------------------------------------- the cache explains itself
 
 
 # One run per block layout, so each draws its own examples of the other variants.
-@pytest.mark.parametrize("norm", ["pre", "post"])
+@pytest.mark.parametrize("layout", ["pre", "post", "parallel"])
 @pytest.mark.parametrize("attention", ["standard", "parameter-free"])
 @given(data=st.data())
-def test_cache_entries_recompute_from_earlier_entries(norm, attention, data):
-    model, tokens = data.draw(models_and_tokens(configs(norm=norm, attention=attention)))
+def test_cache_entries_recompute_from_earlier_entries(layout, attention, data):
+    norm, parallel = ("pre", True) if layout == "parallel" else (layout, False)
+    cfg = configs(norm=norm, attention=attention, parallel_attn_mlp=parallel)
+    model, tokens = data.draw(models_and_tokens(cfg))
     cfg, params = model.cfg, model.params
     logits, cache = model.run_with_cache(tokens)
     n_pos = tokens.shape[1]
     assert_close(cache["hook_embed"], params["embed.W_E"][tokens])
-    positions = (
-        params["pos_embed.W_pos"][:n_pos]
-        if cfg.pos_embed == "learned"
-        else reference_sinusoidal(n_pos, cfg.d_model)
-    )
-    assert_close(cache["hook_pos_embed"], np.broadcast_to(positions, cache["hook_embed"].shape))
-    resid = cache["hook_embed"] + cache["hook_pos_embed"]
+    resid = cache["hook_embed"]
+    if cfg.pos_embed != "rotary":
+        positions = (
+            params["pos_embed.W_pos"][:n_pos]
+            if cfg.pos_embed == "learned"
+            else reference_sinusoidal(n_pos, cfg.d_model)
+        )
+        assert_close(cache["hook_pos_embed"], np.broadcast_to(positions, resid.shape))
+        resid = resid + cache["hook_pos_embed"]
     for layer in range(cfg.n_layers):
         block = f"blocks.{layer}"
 
         def get(name, block=block):
             return cache[f"{block}.{name}"]
 
+        def norm_of(part, value, block=block):
+            return _norm(cache, params, f"{block}.{part}", cfg, value)
+
         assert_close(get("hook_resid_pre"), resid, err_msg=f"{block}.hook_resid_pre")
-        if cfg.norm == "pre":
-            ln1 = _layer_norm(get("hook_resid_pre"), params, f"{block}.ln1", cfg)
-            assert_close(get("ln1.hook_normalized"), ln1, err_msg="ln1")
-            attn_in = get("ln1.hook_normalized")
+        resid_pre = get("hook_resid_pre")
+        if cfg.parallel_attn_mlp:
+            attn_out = _attention_from_cache(get, params, block, cfg, norm_of("ln1", resid_pre),
+                                             n_pos)  # fmt: skip
+            mlp_out = _mlp_from_cache(get, params, block, cfg, norm_of("ln2", resid_pre))
+            assert_close(get("hook_resid_post"), resid_pre + attn_out + mlp_out)
+        elif cfg.norm == "pre":
+            attn_out = _attention_from_cache(get, params, block, cfg, norm_of("ln1", resid_pre),
+                                             n_pos)  # fmt: skip
+            assert_close(get("hook_resid_mid"), resid_pre + attn_out, err_msg="resid_mid")
+            mlp_out = _mlp_from_cache(get, params, block, cfg,
+                                      norm_of("ln2", get("hook_resid_mid")))  # fmt: skip
+            assert_close(get("hook_resid_post"), get("hook_resid_mid") + mlp_out)
         else:
-            attn_in = get("hook_resid_pre")
-        # q, k, v from the attention input; scores, pattern, z, out from q, k, v.
-        if cfg.attention == "standard":
-            for short in ("q", "k", "v"):
-                W = params[f"{block}.attn.W_{short.upper()}"]
-                b = params[f"{block}.attn.b_{short.upper()}"]
-                assert_close(get(f"attn.hook_{short}"),
-                             np.einsum("btd,hde->bthe", attn_in, W) + b, err_msg=short)  # fmt: skip
-            scale = 1 / np.sqrt(cfg.d_head)
-        else:
-            for short in ("q", "k", "v"):
-                assert_close(get(f"attn.hook_{short}"), attn_in[:, :, None, :], err_msg=short)
-            scale = 1.0
-        scores = scale * np.einsum("bqhe,bkhe->bhqk", get("attn.hook_q"), get("attn.hook_k"))
-        if cfg.causal:
-            scores[..., np.triu_indices(n_pos, k=1)[0], np.triu_indices(n_pos, k=1)[1]] = -np.inf
-        assert_close(get("attn.hook_attn_scores"), scores, err_msg="scores")
-        assert_close(get("attn.hook_pattern"), reference_softmax(get("attn.hook_attn_scores")))
-        z = np.einsum("bhqk,bkhe->bqhe", get("attn.hook_pattern"), get("attn.hook_v"))
-        assert_close(get("attn.hook_z"), z, err_msg="z")
-        if cfg.attention == "standard":
-            attn_out = np.einsum("bqhe,hed->bqd", get("attn.hook_z"), params[f"{block}.attn.W_O"])
-            attn_out = attn_out + params[f"{block}.attn.b_O"]
-        else:
-            attn_out = get("attn.hook_z")[:, :, 0, :]
-        assert_close(get("hook_attn_out"), attn_out, err_msg="attn_out")
-        resid_sum = get("hook_resid_pre") + get("hook_attn_out")
-        if cfg.norm == "pre":
-            assert_close(get("hook_resid_mid"), resid_sum, err_msg="resid_mid")
-            ln2 = _layer_norm(get("hook_resid_mid"), params, f"{block}.ln2", cfg)
-            assert_close(get("ln2.hook_normalized"), ln2, err_msg="ln2")
-            mlp_in = get("ln2.hook_normalized")
-        else:
-            assert_close(get("ln1.hook_normalized"),
-                         _layer_norm(resid_sum, params, f"{block}.ln1", cfg))  # fmt: skip
-            assert_close(get("hook_resid_mid"), get("ln1.hook_normalized"))
-            mlp_in = get("hook_resid_mid")
-        mlp = {
-            short: params[f"{block}.mlp.{short}"] for short in ("W_in", "b_in", "W_out", "b_out")
-        }
-        assert_close(get("mlp.hook_pre"), mlp_in @ mlp["W_in"] + mlp["b_in"], err_msg="pre")
-        assert_close(get("mlp.hook_post"), ACTIVATIONS[cfg.act_fn](get("mlp.hook_pre")))
-        assert_close(get("hook_mlp_out"), get("mlp.hook_post") @ mlp["W_out"] + mlp["b_out"])
-        resid_sum = get("hook_resid_mid") + get("hook_mlp_out")
-        if cfg.norm == "pre":
-            assert_close(get("hook_resid_post"), resid_sum, err_msg="resid_post")
-        else:
-            assert_close(get("ln2.hook_normalized"),
-                         _layer_norm(resid_sum, params, f"{block}.ln2", cfg))  # fmt: skip
-            assert_close(get("hook_resid_post"), get("ln2.hook_normalized"))
+            attn_out = _attention_from_cache(get, params, block, cfg, resid_pre, n_pos)
+            assert_close(get("hook_resid_mid"), norm_of("ln1", resid_pre + attn_out))
+            mlp_out = _mlp_from_cache(get, params, block, cfg, get("hook_resid_mid"))
+            assert_close(get("hook_resid_post"), norm_of("ln2", get("hook_resid_mid") + mlp_out))
         resid = get("hook_resid_post")
     if cfg.final_ln:
-        assert_close(cache["ln_final.hook_normalized"],
-                     _layer_norm(resid, params, "ln_final", cfg))  # fmt: skip
-        resid = cache["ln_final.hook_normalized"]
+        resid = _norm(cache, params, "ln_final", cfg, resid)
     expected_logits = resid @ params["unembed.W_U"] + params.get("unembed.b_U", 0.0)
     assert_close(logits, expected_logits, err_msg="logits")
 
@@ -185,17 +226,23 @@ def test_names_filter_returns_exactly_the_requested_keys(model_and_tokens, data)
 @given(configs())
 def test_hook_names_match_the_documented_list(cfg):
     names = Transformer(cfg).hook_names()
-    expected = {"hook_embed", "hook_pos_embed"}
+    expected = {"hook_embed"} if cfg.pos_embed == "rotary" else {"hook_embed", "hook_pos_embed"}
     for layer in range(cfg.n_layers):
         block = f"blocks.{layer}"
         expected |= {f"{block}.{short}" for short in (
-            "hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post",
+            "hook_resid_pre", "hook_attn_out", "hook_mlp_out", "hook_resid_post",
             "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_attn_scores",
             "attn.hook_pattern", "attn.hook_z", "mlp.hook_pre", "mlp.hook_post",
-            "ln1.hook_normalized", "ln2.hook_normalized",
+            "ln1.hook_scale", "ln1.hook_normalized", "ln2.hook_scale", "ln2.hook_normalized",
         )}  # fmt: skip
+        if not cfg.parallel_attn_mlp:
+            expected.add(f"{block}.hook_resid_mid")
+        if cfg.pos_embed == "rotary":
+            expected |= {f"{block}.attn.hook_rot_q", f"{block}.attn.hook_rot_k"}
+        if cfg.gated_mlp:
+            expected.add(f"{block}.mlp.hook_pre_linear")
     if cfg.final_ln:
-        expected.add("ln_final.hook_normalized")
+        expected |= {"ln_final.hook_scale", "ln_final.hook_normalized"}
     assert set(names) == expected
 
 
@@ -251,12 +298,16 @@ def test_hooks_see_documented_shapes_and_their_name(model_and_tokens):
     model.run_with_hooks(tokens, fwd_hooks=[(name, look) for name in model.hook_names()])
     assert set(seen) == set(model.hook_names())
     for name, shape in seen.items():
-        if name.endswith(("hook_q", "hook_k", "hook_v", "hook_z")):
+        if name.endswith(("hook_q", "hook_rot_q", "hook_z")):
             assert shape == (B, T, H, dh), name
+        elif name.endswith(("hook_k", "hook_v", "hook_rot_k")):
+            assert shape == (B, T, cfg.n_kv_heads, dh), name
         elif name.endswith(PAIR_HOOKS):
             assert shape == (B, H, T, T), name
-        elif name.endswith(("mlp.hook_pre", "mlp.hook_post")):
+        elif name.endswith(("mlp.hook_pre", "mlp.hook_pre_linear", "mlp.hook_post")):
             assert shape == (B, T, M), name
+        elif name.endswith("hook_scale"):
+            assert shape == (B, T, 1), name
         else:
             assert shape == (B, T, d), name
 
@@ -285,8 +336,10 @@ def _unchanged_before(cache, new_cache, target):
         assert_close(new_cache[name], cache[name], rtol=0, err_msg=name)
 
 
-# d_model >= 3: a LayerNorm of 2 numbers is saturated (±1), so a change may not reach the logits.
-@given(models_and_tokens(configs(d_model=st.integers(3, 16)), generic=True), st.data())
+# d_model >= 3: a LayerNorm of 2 numbers is saturated (±1), so a change may not reach the logits;
+# mlp_bias: b_out keeps mlp_out non-zero (without it a ReLU MLP's output may be exactly 0).
+@given(models_and_tokens(configs(d_model=st.integers(3, 16), mlp_bias=True), generic=True),
+       st.data())  # fmt: skip
 def test_zero_ablating_mlp_out_changes_exactly_what_follows(model_and_tokens, data):
     model, tokens = model_and_tokens
     layer = data.draw(st.integers(0, model.cfg.n_layers - 1), label="layer")
@@ -297,16 +350,25 @@ def test_zero_ablating_mlp_out_changes_exactly_what_follows(model_and_tokens, da
     _unchanged_before(cache, new_cache, target)  # earlier blocks, and this block's attn
     assert np.all(new_cache[target] == 0)  # the cache holds what the hook returned
     resid_post = f"blocks.{layer}.hook_resid_post"
-    if model.cfg.norm == "pre":
+    if model.cfg.parallel_attn_mlp:
+        resid_mid = cache[f"blocks.{layer}.hook_resid_pre"] + cache[f"blocks.{layer}.hook_attn_out"]
+        assert_close(new_cache[resid_post], resid_mid)
+    elif model.cfg.norm == "pre":
         assert_close(new_cache[resid_post], cache[f"blocks.{layer}.hook_resid_mid"], rtol=0)
     assert np.abs(new_cache[resid_post] - cache[resid_post]).max(axis=-1).min() > 1e-12
     assert np.abs(new_logits - logits).max(axis=-1).min() > 1e-12
 
 
+# Positions in the residual stream: under rotary, values carry no position, so equal tokens have
+# equal values and a re-weighted pattern row may leave z where it was.
+PLACED = st.sampled_from(["learned", "sinusoidal"])
+
+
 @given(
-    models_and_tokens(configs(d_model=st.integers(3, 16), min_ctx=2), generic=True, min_pos=2),
+    models_and_tokens(configs(d_model=st.integers(3, 16), min_ctx=2, pos_embed=PLACED),
+                      generic=True, min_pos=2),
     st.data(),
-)
+)  # fmt: skip
 def test_patching_one_pattern_row_changes_only_what_reads_it(model_and_tokens, data):
     """Row t of a layer's pattern set to one-hot on key 0: in that layer only position t moves;
     under the causal mask, positions before t never move, in any later layer either."""
@@ -364,11 +426,13 @@ class IgnoresReplacementAt(HookDispatcher):
 
 
 def replacement_model(preset: str) -> Transformer:
-    """The preset with generic weights in float64; gpt2-small at toy widths but with all 12 blocks,
-    so every one of its hook names (they depend on n_layers, norm and final_ln only)."""
+    """The preset with generic weights in float64; the real-sized ones (gpt2-small, pythia-70m,
+    llama2c-stories15m) at toy widths but with all their blocks and every architectural choice,
+    so every one of their hook names."""
     cfg = TransformerConfig.preset(preset).replace(dtype="float64")
     if cfg.vocab_size > 100:
-        cfg = cfg.replace(vocab_size=11, d_model=16, n_heads=4, d_mlp=32, n_ctx=8)
+        rotary = {"rotary_dim": 2} if cfg.rotary_dim else {}
+        cfg = cfg.replace(vocab_size=11, d_model=16, n_heads=4, d_mlp=32, n_ctx=8, **rotary)
     return Transformer.from_params(cfg, generic_params(cfg, seed=7))
 
 
