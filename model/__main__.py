@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     train_cmd.add_argument("--eval-size", type=_positive_int, default=1024)
     train_cmd.add_argument(
         "--snapshot-every", type=_non_negative_int, default=0, metavar="K",
-        help="also save the model at step 0 and every K steps beside the checkpoint",
+        help="also save the model at step 0, every K steps and the last beside the checkpoint, "
+        "as OUT.step000100.npz (each records its step)",
     )  # fmt: skip
     return parser
 
@@ -197,7 +198,7 @@ def _train(args, cfg: TransformerConfig, parser) -> int:
         model, task, settings, progress=_print_progress,
         snapshot_path=lambda step: out.with_name(f"{out.stem}.step{step:06d}.npz"),
     )  # fmt: skip
-    model.save(out)
+    model.save(out, step=settings.steps)
     curve = out.with_name(f"{out.stem}.loss.png")
     save_figure(_loss_curve(result.losses, args), curve)
     print(file=sys.stderr)

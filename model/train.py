@@ -171,5 +171,5 @@ def _maybe_snapshot(model, step: int, settings: TrainSettings, snapshot_path, re
         return
     if step % every == 0 or step == settings.steps:
         path = snapshot_path(step)
-        model.save(path)
+        model.save(path, step=step)
         result.snapshots.append(path)
