@@ -286,12 +286,22 @@ class Transformer:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dtype: str | None = None) -> Transformer:
-        """A checkpoint you already have on disk (nothing is downloaded): an HF GPT-2-family
-        directory (config.json + model.safetensors; float32 unless `dtype` says otherwise) or
-        our own `.npz`. See model/pretrained.py for what is honoured and what is refused."""
+        """A checkpoint you already have on disk (nothing is downloaded): an HF folder of the
+        GPT-2, GPT-NeoX or Llama family (config.json + model.safetensors or its shards; float32
+        unless `dtype` says otherwise) or our own `.npz`. See model/pretrained.py for what is
+        honoured and what is refused."""
         from mechclaims.model import pretrained  # it imports this module
 
         return pretrained.load(path, dtype)
+
+    def save_pretrained(self, directory: str | os.PathLike, dtype: str = "float32") -> None:
+        """Write an HF folder of the model's family (gpt2, gpt_neox or llama: config.json and
+        model.safetensors, weights in `dtype`, float32 by default, "float64" exact), which
+        `transformers` and `from_pretrained` read back as this model; a config no HF family
+        expresses is a ValueError naming the field. See model/pretrained.py's `save`."""
+        from mechclaims.model import pretrained  # it imports this module
+
+        pretrained.save(self, directory, dtype)
 
     @classmethod
     def from_params(cls, cfg: TransformerConfig, params: dict[str, np.ndarray]) -> Transformer:

@@ -205,7 +205,7 @@ def test_save_pretrained_is_read_by_transformers_as_ours(tmp_path, name):
     for dtype in ("float64", "float32"):
         model = Transformer.from_params(cfg.replace(dtype=dtype), params)
         folder = tmp_path / dtype
-        pretrained.save(model, folder, dtype=dtype)
+        model.save_pretrained(folder, dtype=dtype)
         hf = hf_rotary.load(folder, getattr(torch, dtype))
         assert type(hf).__name__ == json.loads((folder / "config.json").read_text())[
             "architectures"][0]  # fmt: skip
@@ -226,7 +226,7 @@ def test_hf_folders_written_back_by_ours_are_hfs_models(tmp_path):
         model = hf_rotary.random_model(family, 4, **config)
         hf_rotary.save(model, tmp_path / family)
         ours = Transformer.from_pretrained(tmp_path / family)
-        pretrained.save(ours, tmp_path / f"{family}-back")
+        ours.save_pretrained(tmp_path / f"{family}-back")
         shutil.rmtree(tmp_path / family)
         _compare(tmp_path / f"{family}-back", 4)
         tokens = np.arange(24).reshape(2, 12) % 40

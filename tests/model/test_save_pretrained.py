@@ -48,7 +48,7 @@ CONFIGS = {
 
 
 def _save(model: Transformer, folder: Path, **options) -> Path:
-    pretrained.save(model, folder, **options)
+    model.save_pretrained(folder, **options)
     return folder
 
 
