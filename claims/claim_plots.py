@@ -45,6 +45,14 @@ THRESHOLD_COLOUR = "crimson"
 FAMILY_COLOURS = ("#8c564b", "#e377c2", "#bcbd22", "#17becf")
 STAGE_COLOURS = {"init": "#a8a8a8", "trained": "#843c39"}  # a model before and after training
 FACTOR_COLOURS = {"token": "#393b79", "position": "#8c6d31"}
+# A checkpoint's verdict against its random inits, as a trajectory through training marks it.
+CHECKPOINT_VERDICTS = {
+    "unlike-random (higher)": Source("unlike-random, higher", "#b2182b", "^"),
+    "unlike-random (lower)": Source("unlike-random, lower", "#2166ac", "v"),
+    "like-random": Source("like-random", "#bababa", "o"),
+    "inconclusive": Source("inconclusive", "#e6ab02", "s"),
+    "not-applicable": Source("not applicable", "#000000", "x"),
+}
 
 
 def new_figure(n_axes: int = 1, width: float = 5.0, height: float = 3.4):

@@ -12,17 +12,29 @@ is: a random init saved with its seed (`Transformer(cfg, seed=s).save(path)`) gi
 reading, the very numbers of the baseline of seed s (tests/interp/test_checkpoint_stats.py), so
 that a random checkpoint is one more draw of its baselines. The calibration check passes other
 checkpoints as the baselines (a pool of random inits judged against each other).
+
+A run through training (checkpoints of one run, mechclaims.interp.training_steps) is judged
+step by step: each checkpoint exactly as it would be on its own (`judgement`), its verdict, its
+primary statistic and its baselines' central band a row of the reading's `trajectory`.
 """
 
 from __future__ import annotations
 
-from mechclaims.interp.checkpoints import checkpoint_verdicts, single_case_test
+import numpy as np
+
+from mechclaims.interp.checkpoints import (
+    CENTRAL_BAND,
+    SingleCase,
+    checkpoint_verdicts,
+    single_case_test,
+)
 from mechclaims.interp.claims.catalog import CLAIMS
 from mechclaims.interp.claims.declaration import Reading
 from mechclaims.interp.sources import ModelSource, baseline_source
 
 CHECKPOINT_INPUTS = 0  # the input seed the checkpoint and every baseline are measured with
 READINGS = ("seed-protocol", "controlled")
+NOT_APPLICABLE = "not-applicable"  # the verdict of a reading that cannot judge a checkpoint
 
 
 def statistic(values: dict, primary: dict) -> float:
@@ -107,3 +119,41 @@ def judged(memo, registry, source: ModelSource, baselines: list[ModelSource]) ->
     keys = [key for key, case in cases.items() if not isinstance(case, str)]
     verdicts = checkpoint_verdicts([cases[key] for key in keys], registry["checkpoints"]["fdr"])
     return dict(zip(keys, verdicts, strict=True))
+
+
+def judgement(memo, registry, source: ModelSource, seeds, claim: str, reading: str) -> tuple:
+    """One claim's reading on the checkpoint `source` against the random inits of `seeds`
+    (`baseline_sources`), judged with all the others (`judged`): (its SingleCase, (verdict,
+    adjusted p, BH q)), or (the reason it does not apply, None)."""
+    baselines = baseline_sources(source, seeds)
+    case = single_cases(memo, registry, source, baselines)[claim, reading]
+    if isinstance(case, str):
+        return case, None
+    return case, judged(memo, registry, source, baselines)[claim, reading]
+
+
+def trajectory(memo, registry, run: dict[int, ModelSource], seeds, claim: str, reading: str):
+    """The reading through a run's checkpoints ({step: source}, in order), each judged as on its
+    own (`judgement`): a row per step, its step and checkpoint, then `judged_row`."""
+    return [
+        {"step": step, "checkpoint": source.checkpoint,
+         **judged_row(*judgement(memo, registry, source, seeds, claim, reading))}
+        for step, source in run.items()
+    ]  # fmt: skip
+
+
+def judged_row(case: SingleCase | str, decided: tuple | None) -> dict:
+    """A checkpoint's verdict (NOT_APPLICABLE with why), the primary statistic and its
+    direction, the baselines' median and central band (CENTRAL_BAND), the max-T adjusted p."""
+    if decided is None:
+        return {"verdict": NOT_APPLICABLE, "why": case}
+    low, high = case.band(CENTRAL_BAND)
+    return {
+        "verdict": decided[0],
+        "direction": case.direction,
+        "statistic": case.value,
+        "baseline_median": float(np.median(case.baselines)),
+        "band_low": low,
+        "band_high": high,
+        "adjusted_p": decided[1],
+    }
