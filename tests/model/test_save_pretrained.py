@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from mechclaims.model import pretrained
+from mechclaims.model import hf_families, pretrained
 from mechclaims.model.config import TransformerConfig
 from mechclaims.model.transformer import Transformer
 from tests.model.test_pretrained_rotary import GOLDEN, VARIANTS, _shards
@@ -192,3 +192,23 @@ def test_a_rotary_width_is_written_as_a_fraction_hf_rounds_back_to_it(tmp_path):
     assert int(98 * (2 / 98)) == 1
     folder = _save(Transformer(cfg, seed=0), tmp_path / "neox")
     assert Transformer.from_pretrained(folder).cfg.rotary_dim == 2
+
+
+@pytest.mark.parametrize(
+    ("preset", "family"),
+    [("gpt2-small", "gpt2"), ("pythia-70m", "gpt_neox"), ("llama2c-stories15m", "llama"),
+     ("seed-minigpt", None), ("tiny-mha", None), ("gpt2-style", None)],
+)  # fmt: skip
+def test_presets_are_written_as_their_family_and_read_back(preset, family):
+    """The config.json each preset gets reads back as the preset (without building the big ones);
+    the seed's models and gpt2-style (an unembedding bias) have no HF family."""
+    cfg = TransformerConfig.preset(preset)
+    if family is None:
+        with pytest.raises(ValueError, match="HF's gpt2 has"):
+            hf_families.family_of(cfg)
+        return
+    found = hf_families.family_of(cfg)
+    assert found.model_type == family
+    config = hf_families.config_json(found, cfg, tie=False, dtype="float32")
+    back = hf_families.read_config(found, config, Path("config.json"), cfg.dtype)
+    assert back == _canonical(cfg)
