@@ -156,10 +156,10 @@ def trajectory_figure(rows: list[dict]):
     mark_verdicts(ax, rows)
     step_axis(ax, column(rows, "step"))
     ax.set_ylabel("the reading's primary statistic")
-    counts = Counter(verdict_kind(row) for row in rows)
-    ax.set_title(", ".join(f"{CHECKPOINT_VERDICTS[kind].label} at {counts[kind]}"
-                           for kind in CHECKPOINT_VERDICTS if counts[kind])
-                 + f" of {len(rows)} steps", fontsize=9)  # fmt: skip
+    counts = Counter(row["verdict"] for row in rows)
+    ax.set_title(f"{len(rows)} steps: " + ", ".join(f"{count} {verdict}"
+                                                    for verdict, count in counts.items()),
+                 fontsize=9)  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return figure
