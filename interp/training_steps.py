@@ -3,7 +3,8 @@
 `pytest claims/ --model-checkpoint A --model-checkpoint B ...` judges each checkpoint against
 the random inits of its config; when the checkpoints are snapshots of one training run (Pythia's
 revisions `step0`, `step1000`, ... as folders on disk, or the snapshots `mechclaims train
---snapshot-every K` writes), the report also draws each reading through training. A
+--snapshot-every K` writes: .npz files, or with `--snapshot-format hf` HF folders `step0`,
+`step10`, ...), the report also draws each reading through training. A
 checkpoint's step comes from
 
     its name        the file or folder name (not its parents'), by STEP_PATTERNS: `step1000`,

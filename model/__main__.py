@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from mechclaims.model.config import PRESETS, TransformerConfig, parse_overrides
+from mechclaims.model.hf_families import family_of
 from mechclaims.model.memory import reuse_freed_memory
 from mechclaims.model.tasks import TASKS, get_task
-from mechclaims.model.train import TrainSettings, config_for_task, train
+from mechclaims.model.train import SNAPSHOT_FORMATS, TrainSettings, config_for_task, train
 from mechclaims.model.transformer import Transformer
 
 # The seed's structured inputs: what a "meaningful pattern" meant there.
@@ -70,8 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     train_cmd.add_argument("--eval-size", type=_positive_int, default=1024)
     train_cmd.add_argument(
         "--snapshot-every", type=_non_negative_int, default=0, metavar="K",
-        help="also save the model at step 0, every K steps and the last beside the checkpoint, "
-        "as OUT.step000100.npz (each records its step)",
+        help="also save the model at step 0, every K steps and the last beside the checkpoint: "
+        "OUT.step000100.npz (each records its step), or with --snapshot-format hf folders "
+        "OUT_STEM/step100",
+    )  # fmt: skip
+    train_cmd.add_argument(
+        "--snapshot-format", choices=SNAPSHOT_FORMATS, default="npz",
+        help="npz: our .npz (default); hf: HF folders of the model's family (save_pretrained), "
+        "named as Pythia's revisions",
     )  # fmt: skip
     return parser
 
@@ -187,16 +194,19 @@ def _train(args, cfg: TransformerConfig, parser) -> int:
             steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
             weight_decay=args.weight_decay, clip=args.clip, warmup=args.warmup,
             schedule=args.schedule, eval_size=args.eval_size,
-            snapshot_every=args.snapshot_every, seed=args.seed,
+            snapshot_every=args.snapshot_every, snapshot_format=args.snapshot_format,
+            seed=args.seed,
         )  # fmt: skip
     except ValueError as error:
         parser.error(str(error))
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     model = Transformer(config_for_task(cfg, task), seed=args.seed)
+    if args.snapshot_every and args.snapshot_format == "hf":
+        _prepare_hf_snapshots(model.cfg, out, parser)
     result = train(
         model, task, settings, progress=_print_progress,
-        snapshot_path=lambda step: out.with_name(f"{out.stem}.step{step:06d}.npz"),
+        snapshot_path=lambda step: _snapshot_path(out, step, args.snapshot_format),
     )  # fmt: skip
     model.save(out, step=settings.steps)
     curve = out.with_name(f"{out.stem}.loss.png")
@@ -211,6 +221,27 @@ def _train(args, cfg: TransformerConfig, parser) -> int:
     }  # fmt: skip
     print(json.dumps(summary))
     return 0
+
+
+def _snapshot_path(out: Path, step: int, snapshot_format: str) -> Path:
+    """Where the snapshot of `step` goes: OUT.step000100.npz beside the checkpoint, or an HF
+    folder named as Pythia's revisions in a folder of the checkpoint's stem, OUT_STEM/step100."""
+    if snapshot_format == "hf":
+        return out.parent / out.stem / f"step{step}"
+    return out.with_name(f"{out.stem}.step{step:06d}.npz")
+
+
+def _prepare_hf_snapshots(cfg: TransformerConfig, out: Path, parser) -> None:
+    """The folder of HF snapshots, made; a usage error before any training if no HF family has
+    the model's config or the folder holds anything already."""
+    try:
+        family_of(cfg)
+    except ValueError as error:
+        parser.error(f"--snapshot-format hf: {error}")
+    folder = out.parent / out.stem
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        parser.error(f"--snapshot-format hf: {folder} exists and is not an empty folder")
+    folder.mkdir(exist_ok=True)
 
 
 def _print_progress(stats: dict) -> None:

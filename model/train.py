@@ -16,6 +16,10 @@ from mechclaims.model.optim import OPTIMIZERS, clip_grad_norm, learning_rate
 from mechclaims.model.tasks import Task
 from mechclaims.model.transformer import Transformer
 
+# How a snapshot is written: our .npz with its step (Transformer.save), or an HF folder of the
+# model's family (Transformer.save_pretrained), whose step its name gives (`step100`).
+SNAPSHOT_FORMATS = ("npz", "hf")
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -30,6 +34,7 @@ class TrainSettings:
     schedule: str = "cosine"
     eval_size: int = 1024
     snapshot_every: int = 0  # 0: no snapshots
+    snapshot_format: str = "npz"  # or "hf": folders by save_pretrained (SNAPSHOT_FORMATS)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -43,6 +48,11 @@ class TrainSettings:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if self.snapshot_format not in SNAPSHOT_FORMATS:
+            raise ValueError(
+                f"snapshot_format must be one of {', '.join(SNAPSHOT_FORMATS)}, "
+                f"got {self.snapshot_format!r}"
+            )
 
 
 @dataclass
@@ -171,5 +181,8 @@ def _maybe_snapshot(model, step: int, settings: TrainSettings, snapshot_path, re
         return
     if step % every == 0 or step == settings.steps:
         path = snapshot_path(step)
-        model.save(path, step=step)
+        if settings.snapshot_format == "hf":
+            model.save_pretrained(path)
+        else:
+            model.save(path, step=step)
         result.snapshots.append(path)

@@ -1,5 +1,5 @@
 """A run through training from real checkpoints: `pytest claims/ --model-checkpoint ...` on the
-snapshots of one run of our trainer, given in shuffled order.
+snapshots of one run of our trainer (as .npz files and as HF folders), given in shuffled order.
 
 The plugin orders them by step and refuses an ambiguous run before any test runs; each step is
 judged exactly as the checkpoint alone would be; the trajectory each reading records (its table
@@ -8,6 +8,7 @@ recorded."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import subprocess
@@ -23,7 +24,12 @@ from mechclaims.model.transformer import Transformer
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ("-p", "mechclaims.fixtures.plugin")
-SNAPSHOTS = ("run.step000000.npz", "run.step000010.npz", "run.step000020.npz")
+SNAPSHOTS = {  # --snapshot-format: the snapshots' paths under the run's folder
+    "npz": ["run.step000000.npz", "run.step000010.npz", "run.step000020.npz"],
+    "hf": ["run/step0", "run/step10", "run/step20"],
+}
+# tiny-mha as HF's gpt2 can hold it (for both formats: the same run, written two ways)
+HF_EXPRESSIBLE = ("--set", "norm=pre", "--set", "final_ln=true", "--set", "unembed_bias=false")
 SHUFFLED = (1, 2, 0)  # the order the snapshots are given in
 SEEDS = "0:4"  # the baselines: seeds 1-3 (seed 0 is the run's own initialization)
 TRAJECTORY = "every checkpoint of the run, by training step"
@@ -60,37 +66,38 @@ def pytest_sessionfinish(session):
 """
 
 
-def train_cli(out: Path, *extra: str) -> dict:
+def train_cli(out: Path, snapshot_format: str) -> dict:
     """`mechclaims train` of tiny-mha, 20 steps with a snapshot every 10: its JSON summary."""
     done = subprocess.run(
-        [sys.executable, "-m", "mechclaims.model", "train", "--preset", "tiny-mha", "--task",
-         "patterns", "--steps", "20", "--snapshot-every", "10", "--warmup", "2",
-         "--batch-size", "16", "--eval-size", "64", "--out", str(out), *extra],
+        [sys.executable, "-m", "mechclaims.model", "train", "--preset", "tiny-mha",
+         *HF_EXPRESSIBLE, "--task", "patterns", "--steps", "20", "--snapshot-every", "10",
+         "--snapshot-format", snapshot_format, "--warmup", "2", "--batch-size", "16",
+         "--eval-size", "64", "--out", str(out)],
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
-def snapshots(tmp_path_factory) -> list[str]:
-    """The snapshots of a short run of our trainer, in the order of their steps."""
-    folder = tmp_path_factory.mktemp("run")
-    summary = train_cli(folder / "run.npz")
-    assert [Path(path).name for path in summary["snapshots"]] == list(SNAPSHOTS)
+@pytest.fixture(scope="module", params=list(SNAPSHOTS))
+def snapshots(request, tmp_path_factory) -> list[str]:
+    """The snapshots of a short run of our trainer, in the order of their steps, in the format
+    of the parameter."""
+    folder = tmp_path_factory.mktemp(request.param)
+    summary = train_cli(folder / "run.npz", request.param)
+    assert summary["snapshots"] == [str(folder / path) for path in SNAPSHOTS[request.param]]
     return summary["snapshots"]
 
 
 def run_claims(folder: Path, checkpoints: list[str]) -> dict:
-    """`pytest claims/ --model-checkpoint ...` with the figure spy, measurements cached in a
-    cache shared by the module's runs: {"results": results.json, "drawn": the figures' data}."""
-    folder.mkdir()
+    """`pytest claims/ --model-checkpoint ...` with the figure spy: {"results": results.json,
+    "drawn": the figures' data}."""
     (folder / "figure_spy.py").write_text(FIGURE_SPY)
     env = {**os.environ, "PYTHONPATH": str(folder), "OPENBLAS_NUM_THREADS": "1"}
     run = subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "claims"), "-q", "-p", "figure_spy",
-         "-o", f"cache_dir={folder.parent / 'cache'}", "--evidence-dir", str(folder / "report"),
-         "--seeds", SEEDS, *given(checkpoints)],
+         "-p", "no:cacheprovider", "--evidence-dir", str(folder / "report"), "--seeds", SEEDS,
+         *given(checkpoints)],
         cwd=folder, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -101,14 +108,8 @@ def run_claims(folder: Path, checkpoints: list[str]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> Path:
-    """Where the module's claim runs write, beside their shared measurement cache."""
-    return tmp_path_factory.mktemp("runs")
-
-
-@pytest.fixture(scope="module")
-def trajectory_run(snapshots, runs) -> dict:
-    return run_claims(runs / "shuffled", [snapshots[index] for index in SHUFFLED])
+def trajectory_run(snapshots, tmp_path_factory) -> dict:
+    return run_claims(tmp_path_factory.mktemp("shuffled"), [snapshots[index] for index in SHUFFLED])
 
 
 def deciding_tests(results: dict) -> dict[tuple[str, str], dict]:
@@ -121,9 +122,33 @@ def deciding_tests(results: dict) -> dict[tuple[str, str], dict]:
     }
 
 
+@pytest.mark.parametrize(
+    ("changes", "occupied", "message"),
+    [((), False, "--snapshot-format hf: norm='post': HF's gpt2 has norm='pre'"),
+     (HF_EXPRESSIBLE, True, "--snapshot-format hf: */run exists and is not an empty folder")],
+)  # fmt: skip
+def test_hf_snapshots_of_a_model_no_hf_family_has_or_into_an_occupied_folder_are_refused(
+    tmp_path, changes, occupied, message
+):
+    if occupied:
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "notes.txt").write_text("mine")
+    done = subprocess.run(
+        [sys.executable, "-m", "mechclaims.model", "train", "--preset", "tiny-mha", *changes,
+         "--task", "patterns", "--snapshot-every", "10", "--snapshot-format", "hf", "--out",
+         str(tmp_path / "run.npz")],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert fnmatch.fnmatch(done.stderr.strip().splitlines()[-1], f"mechclaims: error: {message}")
+    assert not (tmp_path / "run.npz").exists()
+
+
 def test_the_trainer_records_each_snapshots_step_and_the_last_checkpoints(snapshots):
     assert [training_step(path) for path in snapshots] == [0, 10, 20]
-    assert training_step(str(Path(snapshots[0]).with_name("run.npz"))) == 20
+    last = next(folder / "run.npz" for folder in Path(snapshots[0]).parents
+                if (folder / "run.npz").exists())  # fmt: skip
+    assert training_step(str(last)) == 20
 
 
 def test_the_report_takes_the_checkpoints_in_the_order_of_their_steps(snapshots, trajectory_run):
@@ -198,12 +223,16 @@ def test_each_readings_figure_draws_each_steps_own_numbers(snapshots, trajectory
             np.testing.assert_allclose(points[label], expected, rtol=1e-9, err_msg=reading)
 
 
-def test_each_step_is_judged_as_the_checkpoint_alone_is(snapshots, trajectory_run, runs):
-    """Run alone, a checkpoint gets the verdict and numbers its step got in the run, and a report
-    without steps or a trajectory (a single checkpoint behaves as before runs through training)."""
+@pytest.mark.parametrize("snapshots", ["npz"], indirect=True)  # the same code judges HF's
+def test_each_step_is_judged_as_the_checkpoint_alone_is(snapshots, trajectory_run, tmp_path):
+    """Run alone, the first and the last checkpoint get the verdicts and numbers their steps got
+    in the run, in a report without steps or a trajectory (a single checkpoint behaves as before
+    runs through training)."""
     in_run = deciding_tests(trajectory_run["results"])
-    for index, path in enumerate(snapshots):
-        alone = run_claims(runs / f"alone{index}", [path])
+    for path in (snapshots[0], snapshots[-1]):
+        folder = tmp_path / Path(path).name
+        folder.mkdir()
+        alone = run_claims(folder, [path])
         assert not trajectories(alone["results"])
         for (reading, checkpoint), test in deciding_tests(alone["results"]).items():
             stepped = in_run[reading, checkpoint]

@@ -117,3 +117,8 @@ def test_the_trainer_records_each_snapshots_step_as_its_name_gives_it(tmp_path):
                    snapshot_path=lambda step: tmp_path / f"run.step{step:06d}.npz")  # fmt: skip
     assert [training_step(str(path)) for path in result.snapshots] == [0, 2, 4, 5]
     assert [Transformer.load(path).seed for path in result.snapshots] == [3] * 4
+
+
+def test_a_snapshot_is_an_npz_or_an_hf_folder():
+    with pytest.raises(ValueError, match=r"snapshot_format must be one of npz, hf, got 'pt'"):
+        TrainSettings(snapshot_format="pt")
