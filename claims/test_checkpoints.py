@@ -40,7 +40,7 @@ from mechclaims.interp.claims.checkpoint import (
 )
 from mechclaims.interp.sources import ModelSource, checkpoint_source
 
-TRAJECTORY = "every checkpoint of the run, by training step"  # its figure and table
+TRAJECTORY = "the run through training"  # its figure and table
 
 
 def planned_measurements(item: pytest.Item) -> list[tuple]:

@@ -32,7 +32,7 @@ SNAPSHOTS = {  # --snapshot-format: the snapshots' paths under the run's folder
 HF_EXPRESSIBLE = ("--set", "norm=pre", "--set", "final_ln=true", "--set", "unembed_bias=false")
 SHUFFLED = (1, 2, 0)  # the order the snapshots are given in
 SEEDS = "0:4"  # the baselines: seeds 1-3 (seed 0 is the run's own initialization)
-TRAJECTORY = "every checkpoint of the run, by training step"
+TRAJECTORY = "the run through training"
 # Records the data of every figure a test draws: its lines' and its markers' points by label.
 FIGURE_SPY = """
 import json
