@@ -114,20 +114,25 @@ def visible_positions(mask, n_pos: int, causal: bool) -> np.ndarray:
 def always_has_gradient(cfg: TransformerConfig, name: str, tokens, mask) -> bool:
     """Whether a parameter's gradient is generically non-zero, whatever the weights.
 
-    Exceptions: b_K never matters (it adds q.b_K to a whole row of scores, which softmax
-    ignores); when the scored positions see a single position (one position, or causal and
-    only position 0 scored) the only key takes all the attention, so queries and keys do not
-    matter; a ReLU MLP may have no active unit on a small batch, which silences it and (pre-LN)
-    the LayerNorm feeding it; LayerNorm over d_model <= 2 features outputs +-1 whatever its
-    input, which makes all but the unembedding (almost) constant.
+    Exceptions: b_K never matters without rotary positions (it adds q.b_K to a whole row of
+    scores, which softmax ignores; rotary turns it by each key's position); when the scored
+    positions see a single position (one position, or causal and only position 0 scored) the
+    only key takes all the attention, or (rotary) every sequence repeats one token, queries and
+    keys do not matter; a ReLU MLP (or ReLU gate) may have no active unit on a small batch, which
+    silences it and (pre-LN) the LayerNorm feeding it; LayerNorm over d_model <= 2 features
+    outputs +-1 whatever its input, which makes all but the unembedding (almost) constant.
     """
     part, short = name.rsplit(".", 2)[-2:]
     visible = visible_positions(mask, tokens.shape[1], cfg.causal)
     one_key = not visible[:, 1:].any()
-    if short == "b_K" or (one_key and short in ("W_Q", "W_K", "b_Q")):
+    # Under rotary positions the stream holds no position: a sequence of one repeated token has
+    # the same value at every position, and then no pattern changes what attention returns.
+    one_value = cfg.pos_embed == "rotary" and bool(np.all(tokens == tokens[:, :1]))
+    if short == "b_K" or ((one_key or one_value) and short in ("W_Q", "W_K", "b_Q")):
         return False
     if cfg.act_fn == "relu" and (
-        short in ("W_in", "b_in", "W_out") or (cfg.norm == "pre" and part == "ln2")
+        short in ("W_gate", "b_gate", "W_in", "b_in", "W_out")
+        or (cfg.norm == "pre" and part == "ln2")
     ):
         return False
     return cfg.d_model >= 3 or part == "unembed"
@@ -165,7 +170,7 @@ def test_model_gradients_match_finite_differences(data, cfg, seed):
     for name, grad in grads.items():
         if always_has_gradient(cfg, name, tokens, mask):
             assert np.linalg.norm(grad) > 1e-8, f"{name}: gradient vanishes, the check is vacuous"
-    for name in (n for n in grads if n.endswith("b_K")):
+    for name in (n for n in grads if n.endswith("b_K") and cfg.pos_embed != "rotary"):
         assert np.abs(grads[name]).max() <= 1e-12 * max(1.0, global_norm(grads)), name
 
 
