@@ -49,9 +49,8 @@ def planned_measurements(item: pytest.Item) -> list[tuple]:
     step's tests of a run through training, on every checkpoint of the run."""
     config, path = item.config, item.callspec.params["checkpoint"]
     registry, seeds = config.stash[REGISTRY_KEY], run_seeds(config, None)
-    planned = []
-    own = checkpoint_source(path, config.stash[OPTIONS_KEY].panel_rule)
-    for source in drawn_run(config, path).values() or [own]:
+    rule, planned = config.stash[OPTIONS_KEY].panel_rule, []
+    for source in drawn_run(config, path).values() or [checkpoint_source(path, rule)]:
         planned += measurements(registry, source, baseline_sources(source, seeds))
     return planned
 
