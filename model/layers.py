@@ -166,20 +166,25 @@ def rotary_forward(x: np.ndarray, table, sign: float = 1.0) -> np.ndarray:
     half = cos.shape[1]
     cos, sin = cos[:, None, :], sin[:, None, :] * sign  # [T,1,rd/2]
     x1, x2 = x[..., :half], x[..., half : 2 * half]
-    out = x.copy()
-    out[..., :half] = x1 * cos
-    out[..., :half] -= x2 * sin
-    out[..., half : 2 * half] = x2 * cos
-    out[..., half : 2 * half] += x1 * sin
+    out = np.empty(x.shape, x.dtype)  # written once: no copy of x, no temporary but one
+    out1, out2 = out[..., :half], out[..., half : 2 * half]
+    np.multiply(x1, cos, out=out1)
+    product = x2 * sin  # [B,T,H,rd/2]
+    out1 -= product
+    np.multiply(x2, cos, out=out2)
+    np.multiply(x1, sin, out=product)
+    out2 += product
+    out[..., 2 * half :] = x[..., 2 * half :]
     return out
 
 
 # ---------------------------------------------------------------- softmax
 
 
-def softmax(scores: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis; masked entries may be -inf (each row needs one finite entry)."""
-    out = scores - row_max(scores)
+def softmax(scores: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Softmax over the last axis; masked entries may be -inf (each row needs one finite entry).
+    `out` (may be `scores` itself) receives it."""
+    out = np.subtract(scores, row_max(scores), out=out)
     np.exp(out, out=out)
     out /= row_sum(out)
     return out
@@ -232,7 +237,8 @@ def attend_forward(q, k, v, scale: float, causal: bool, hook: Hook):
     if causal:
         scores += causal_mask(q.shape[1], scores.dtype)
     scores = hook("hook_attn_scores", scores)
-    pattern = hook("hook_pattern", softmax(scores))  # [B,H,Tq,Tk]
+    in_place = scores if hook is no_hook else None  # no hook may hold the scores: reuse them
+    pattern = hook("hook_pattern", softmax(scores, out=in_place))  # [B,H,Tq,Tk]
     z = hook("hook_z", (pattern @ v_t).transpose(0, 2, 1, 3))  # [B,H,T,dh] -> [B,T,H,dh]
     return z, (q_t, k_t, v_t, pattern, scale)
 
