@@ -148,10 +148,16 @@ class ReportCollector:
             "python": platform.python_version(),
             "packages": _package_versions(),
             "workers": len(self.workers),
+            **merged(session.config.hook.pytest_evidence_run_info(config=session.config)),
             "test_durations_s": {
                 nodeid: round(self.durations[nodeid], 4) for nodeid in sorted(self.durations)
             },
         }
+
+
+def merged(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every plugin's part of run.json in one dict."""
+    return {key: value for part in parts for key, value in part.items()}
 
 
 def comparison_lines(comparison: dict[str, Any]) -> list[str]:

@@ -1,4 +1,5 @@
-"""The evidence plugin's hook: what a project says of its claims beyond what its tests record."""
+"""The evidence plugin's hooks: what a project says of its claims beyond what its tests record,
+and what other plugins add to run.json."""
 
 from __future__ import annotations
 
@@ -31,3 +32,10 @@ def pytest_evidence_claims(config: pytest.Config) -> dict[str, Any] | None:
     A test's claim id is `<claim>/<reading>` (`alpha/controlled`); `group` is a deciding test's
     parameters other than `seed`. It is called once per process, at the start of the session.
     """
+
+
+@pytest.hookspec
+def pytest_evidence_run_info(config: pytest.Config) -> dict[str, Any] | None:
+    """More of run.json, from another plugin: what varies between runs of the same tests (plain
+    JSON, e.g. {"measurements": {"from_cache": 12, "computed": 3}}); each plugin's keys are
+    added. It is called on the process that writes the report, at the end of the session."""
