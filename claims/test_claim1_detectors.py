@@ -65,15 +65,21 @@ def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, threshol
     holds = CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
     chance = chance_of_shared_top_feature(thresholds)
     evidence.record(chance_rate=chance, observed_rate=float(holds.mean()))
+    evidence.figure("top-5 printout and shared features per seed", _seed_protocol_figure,
+                    results[0], counts, seeds, thresholds, holds, chance)  # fmt: skip
+    judge(CLAIM.id, "seed-protocol", holds)
+
+
+def _seed_protocol_figure(first: dict, counts, seeds, thresholds: dict, holds, chance: float):
+    """The first seed's top sequences, and the shared features per seed against chance."""
     figure, (ax_top, ax_counts) = new_figure(2)
-    _plot_top_sequences(ax_top, results[0], seeds[0])
+    _plot_top_sequences(ax_top, first, seeds[0])
     across_seeds(ax_counts, counts, seeds, thresholds["seed_min_shared"],
                  f"top-{thresholds['seed_top']} sequences sharing a feature")  # fmt: skip
     ax_counts.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax_counts.set_title(f"holds on {holds.sum()}/{len(seeds)} seeds; by chance {chance:.0%}",
                         fontsize=9)  # fmt: skip
-    evidence.figure("top-5 printout and shared features per seed", figure)
-    judge(CLAIM.id, "seed-protocol", holds)
+    return figure
 
 
 def _plot_top_sequences(ax, result: dict, seed: int) -> None:
@@ -97,6 +103,17 @@ def _plot_top_sequences(ax, result: dict, seed: int) -> None:
 @pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement, decides=True)
 def test_controlled_across_seeds(evidence, judge, read_seeds, thresholds):
     results = read_seeds()
+    evidence.figure("held-out effects and confirmed detectors against nulls",
+                    _controlled_figure, results, thresholds)  # fmt: skip
+    deciding = controlled_evidence(results)
+    units = {"gaussian": "share of units", "embedding": "median Cohen's d"}
+    evidence.figure("beyond the nulls (margin rule)", beyond_nulls_figure, deciding, thresholds,
+                    units)  # fmt: skip
+    judge(CLAIM.id, "controlled", **deciding)
+
+
+def _controlled_figure(results: list[dict], thresholds: dict):
+    """Held-out effects and the share of confirmed detectors, the network against its nulls."""
     figure, (ax_effect, ax_fraction) = new_figure(2)
     sources_across_seeds(
         ax_effect,
@@ -112,9 +129,4 @@ def test_controlled_across_seeds(evidence, judge, read_seeds, thresholds):
     )
     ax_fraction.set_title(f"confirmed detectors (BH, held-out d >= {thresholds['min_effect']})",
                           fontsize=9)  # fmt: skip
-    evidence.figure("held-out effects and confirmed detectors against nulls", figure)
-    deciding = controlled_evidence(results)
-    units = {"gaussian": "share of units", "embedding": "median Cohen's d"}
-    evidence.figure("beyond the nulls (margin rule)",
-                    beyond_nulls_figure(deciding, thresholds, units))  # fmt: skip
-    judge(CLAIM.id, "controlled", **deciding)
+    return figure

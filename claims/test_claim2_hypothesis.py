@@ -52,13 +52,19 @@ def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, threshol
     results = read_seeds()
     effects = np.array([result["effect"] for result in results])
     holds = CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
+    evidence.figure("the seed's effect of token 7 at position 3 per seed", _seed_protocol_figure,
+                    effects, seeds, thresholds, holds)  # fmt: skip
+    judge(CLAIM.id, "seed-protocol", holds)
+
+
+def _seed_protocol_figure(effects, seeds, thresholds: dict, holds):
+    """The seed's effect per seed against its threshold."""
     figure, (ax,) = new_figure(1, width=6.0)
     across_seeds(ax, effects, seeds, thresholds["min_effect"], "Glass's delta (the seed's effect)")
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_title(f"dim 0, token 7 at position 3, 100 vs 100 sequences; holds on "
                  f"{holds.sum()}/{len(seeds)} seeds", fontsize=9)  # fmt: skip
-    evidence.figure("the seed's effect of token 7 at position 3 per seed", figure)
-    judge(CLAIM.id, "seed-protocol", holds)
+    return figure
 
 
 @pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement, decides=True)
@@ -79,12 +85,19 @@ def test_controlled_across_seeds(evidence, judge, read_seeds, seeds, thresholds)
         rotated_rate_large=float(np.mean(by_key["rotated_effect"] >= thresholds["min_effect"])),
         network_rate_large=float(np.mean(by_key["effect"] >= thresholds["min_effect"])),
     )
+    evidence.figure("hand-picked hypothesis against its family and nulls", _controlled_figure,
+                    by_key, correlation, results[0], seeds, thresholds)  # fmt: skip
+    judge(CLAIM.id, "controlled", by_key["holds"])
+
+
+def _controlled_figure(by_key: dict, correlation, first: dict, seeds, thresholds: dict):
+    """The effect per seed, against the embedding alone's, and in the family it was picked
+    from."""
     figure, axes = new_figure(3)
     _plot_effects(axes[0], by_key, seeds, thresholds["min_effect"])
     _plot_against_embedding(axes[1], by_key, correlation)
-    _plot_family(axes[2], results[0], seeds[0], thresholds["min_effect"])
-    evidence.figure("hand-picked hypothesis against its family and nulls", figure)
-    judge(CLAIM.id, "controlled", by_key["holds"])
+    _plot_family(axes[2], first, seeds[0], thresholds["min_effect"])
+    return figure
 
 
 def _plot_effects(ax, by_key: dict, seeds, threshold: float) -> None:

@@ -57,10 +57,18 @@ def test_controlled(read_seed):
 def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, thresholds):
     results = read_seeds()
     counts = np.array([result["seed_count"] for result in results])
+    evidence.figure("selective dimensions by the seed's rule", _seed_protocol_figure, counts,
+                    results[0], seeds, thresholds)  # fmt: skip
+    judge(
+        CLAIM.id, "seed-protocol", CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
+    )
+
+
+def _seed_protocol_figure(counts, first: dict, seeds, thresholds: dict):
+    """The seed's tally per seed, and the first seed's dims 0-9 against the seed's cut-off."""
     figure, (ax_counts, ax_first) = new_figure(2)
     across_seeds(ax_counts, counts, seeds, thresholds["seed_min_count"],
                  "the seed's tally: position- + token-selective, dims 0-9")  # fmt: skip
-    first = results[0]
     dims = np.arange(SEED_PRINTED_DIMS)
     ax_first.bar(dims - 0.2, first["position_std_dims_0_9"], width=0.4, label="position std")
     ax_first.bar(dims + 0.2, first["token_std_dims_0_9"], width=0.4, label="token std")
@@ -68,15 +76,23 @@ def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, threshol
     ax_first.set_xlabel(f"dimension (seed {seeds[0]})")
     ax_first.set_ylabel("std of group means (activation units)")
     ax_first.legend(fontsize=7)
-    evidence.figure("selective dimensions by the seed's rule", figure)
-    judge(
-        CLAIM.id, "seed-protocol", CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
-    )
+    return figure
 
 
 @pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement, decides=True)
 def test_controlled_across_seeds(evidence, judge, read_seeds, thresholds):
     results = read_seeds()
+    evidence.figure("variance explained and selective units against nulls", _controlled_figure,
+                    results)  # fmt: skip
+    deciding = controlled_evidence(results)
+    units = {"gaussian": "share of units", "rotated": "median eta²"}
+    evidence.figure("beyond the nulls (margin rule)", beyond_nulls_figure, deciding, thresholds,
+                    units)  # fmt: skip
+    judge(CLAIM.id, "controlled", **deciding)
+
+
+def _controlled_figure(results: list[dict]):
+    """Variance explained and the share of selective units, the network against its nulls."""
     sources = ("network", "embedding", "rotated", "gaussian")
     figure, (ax_explained, ax_fraction) = new_figure(2)
     sources_across_seeds(
@@ -89,9 +105,4 @@ def test_controlled_across_seeds(evidence, judge, read_seeds, thresholds):
         {name: [r[f"{name}_selective_fraction"] for r in results] for name in sources},
         "share of units selective (BH)",
     )
-    evidence.figure("variance explained and selective units against nulls", figure)
-    deciding = controlled_evidence(results)
-    units = {"gaussian": "share of units", "rotated": "median eta²"}
-    evidence.figure("beyond the nulls (margin rule)",
-                    beyond_nulls_figure(deciding, thresholds, units))  # fmt: skip
-    judge(CLAIM.id, "controlled", **deciding)
+    return figure

@@ -85,7 +85,8 @@ def test_controlled(read_seed, thresholds):
 def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, thresholds):
     results = read_seeds()
     holds = CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
-    _printout_figure(evidence, results, holds, seeds, thresholds)
+    evidence.figure("the seed's printout: strongest partners of dims 0-4 (ours beside)",
+                    _printout_figure, results, holds, seeds, thresholds)  # fmt: skip
     judge(CLAIM.id, "seed-protocol", holds)
 
 
@@ -94,17 +95,18 @@ def test_controlled_across_seeds(evidence, judge, memo, model_source, seeds, thr
     measured = [memo(controlled, model_source, seed, thresholds) for seed in seeds]
     results = [entry["result"] for entry in measured]
     figure_data = [entry["figure_data"] for entry in measured]
-    _abs_r_figure(evidence, figure_data, results[0], thresholds)
-    _rates_figure(evidence, results)
-    _partition_figure(evidence, figure_data, results, seeds, thresholds)
+    evidence.figure("|r| distribution", _abs_r_figure, figure_data, results[0], thresholds)
+    evidence.figure("strong-pair rates against nulls", _rates_figure, results)
+    evidence.figure("partition of held-out inputs", _partition_figure, figure_data, results, seeds,
+                    thresholds)  # fmt: skip
     deciding = controlled_evidence(results)
     units = dict.fromkeys(deciding["differences"], "strong-pair rate, share of pairs")
-    evidence.figure("beyond the nulls (margin rule)",
-                    beyond_nulls_figure(deciding, thresholds, units))  # fmt: skip
+    evidence.figure("beyond the nulls (margin rule)", beyond_nulls_figure, deciding, thresholds,
+                    units)  # fmt: skip
     judge(CLAIM.id, "controlled", **deciding)
 
 
-def _printout_figure(evidence, results: list, holds, seeds, thresholds: dict) -> None:
+def _printout_figure(results: list, holds, seeds, thresholds: dict):
     """What the seed printed: the first seed's matrix with its printed partners circled, and the
     printed r of dims 0-4 on every seed against the cut-offs, with chance's holding rate; beside
     them, ours and not deciding, every pair beyond +-0.8."""
@@ -144,7 +146,7 @@ def _printout_figure(evidence, results: list, holds, seeds, thresholds: dict) ->
     seed_axis(ax_printed, "printed r of a partner of dims 0-4")
     ax_printed.legend(fontsize=7, loc="center")
     _all_pairs(ax_counts, results, seeds, thresholds)
-    evidence.figure("the seed's printout: strongest partners of dims 0-4 (ours beside)", figure)
+    return figure
 
 
 def _all_pairs(ax_counts, results: list, seeds, thresholds: dict) -> None:
@@ -165,7 +167,7 @@ def _all_pairs(ax_counts, results: list, seeds, thresholds: dict) -> None:
     ax_counts.legend(fontsize=7, loc="center left")
 
 
-def _abs_r_figure(evidence, figure_data: list, first: dict, thresholds: dict) -> None:
+def _abs_r_figure(figure_data: list, first: dict, thresholds: dict):
     """Distribution of |r| over all pairs and seeds: position 0 and 3, network against nulls."""
     figure, axes = new_figure(2)
     centres = (ABS_R_BINS[:-1] + ABS_R_BINS[1:]) / 2
@@ -187,10 +189,10 @@ def _abs_r_figure(evidence, figure_data: list, first: dict, thresholds: dict) ->
         ax.set_yscale("log")
         ax.minorticks_off()  # log minor ticks double the drawing time and add nothing here
         ax.legend(fontsize=7, loc="lower left")
-    evidence.figure("|r| distribution", figure)
+    return figure
 
 
-def _rates_figure(evidence, results: list) -> None:
+def _rates_figure(results: list):
     """Strong-pair rate (|r| > cut-off and BH) of the network and its nulls, per seed."""
     figure, axes = new_figure(2)
     for ax, name in zip(axes, POSITIONS, strict=True):
@@ -199,10 +201,10 @@ def _rates_figure(evidence, results: list) -> None:
             {source: [result[f"{name}_{source}_rate"] for result in results] for source in SOURCES},
             f"strong-pair rate, position {POSITIONS[name]} (share of pairs)",
         )
-    evidence.figure("strong-pair rates against nulls", figure)
+    return figure
 
 
-def _partition_figure(evidence, figure_data: list, results: list, seeds, thresholds) -> None:
+def _partition_figure(figure_data: list, results: list, seeds, thresholds: dict):
     """Held-out exactly-one share of opposing pairs against the Gaussian reference and 0.95."""
     figure, (ax_pairs, ax_seeds) = new_figure(2)
     r = np.concatenate([data["partition_r"] for data in figure_data])
@@ -222,4 +224,4 @@ def _partition_figure(evidence, figure_data: list, results: list, seeds, thresho
     )  # fmt: skip
     across_seeds(ax_seeds, medians, seeds, thresholds["partition_share"],
                  "median held-out share of inputs (no dot: no pair)")  # fmt: skip
-    evidence.figure("partition of held-out inputs", figure)
+    return figure

@@ -101,17 +101,22 @@ def test_controlled(read_seed):
 def test_seed_protocol_across_seeds(evidence, judge, read_seeds, seeds, thresholds):
     results = read_seeds()
     max_abs_z = np.array([result["max_abs_z"] for result in results])
+    evidence.figure("the four structured inputs as z-scores among random sequences",
+                    _seed_protocol_figure, max_abs_z, results[0], seeds, thresholds)  # fmt: skip
+    holds = CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
+    evidence.record(chance_rate=results[0]["chance_normal"], observed_rate=float(holds.mean()))
+    judge(CLAIM.id, "seed-protocol", holds)
+
+
+def _seed_protocol_figure(max_abs_z, first: dict, seeds, thresholds: dict):
+    """The first seed's responses, and the largest |z| per seed against the seed's cut-off."""
     figure, (ax_first, ax_seeds) = new_figure(2)
-    _draw_seed_responses(ax_first, results[0], seeds[0], thresholds["seed_z"])
+    _draw_seed_responses(ax_first, first, seeds[0], thresholds["seed_z"])
     across_seeds(ax_seeds, max_abs_z, seeds, thresholds["seed_z"],
                  "max |z| of the 4 structured inputs")  # fmt: skip
-    chance = results[0]["chance_normal"]
     ax_seeds.set_title(f"|z| > {thresholds['seed_z']:g} by chance for 4 random inputs: "
-                       f"{chance:.2f}", fontsize=9)  # fmt: skip
-    evidence.figure("the four structured inputs as z-scores among random sequences", figure)
-    holds = CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
-    evidence.record(chance_rate=chance, observed_rate=float(holds.mean()))
-    judge(CLAIM.id, "seed-protocol", holds)
+                       f"{first['chance_normal']:.2f}", fontsize=9)  # fmt: skip
+    return figure
 
 
 def _draw_seed_responses(ax, result: dict, seed: int, cut: float) -> None:
@@ -135,6 +140,20 @@ def _draw_seed_responses(ax, result: dict, seed: int, cut: float) -> None:
 def test_controlled_across_seeds(evidence, judge, read_seeds, thresholds):
     results = read_seeds()
     sets = results[0]["unit_sets"]
+    evidence.figure("decoder, agreement and family-selective units against nulls",
+                    _controlled_figure, results, sets)  # fmt: skip
+    evidence.figure("agreement within families", _agreement_figure, results, sets)
+    evidence.figure("the seed's families against their layout-matched stand-ins",
+                    _layout_figure, results)  # fmt: skip
+    deciding = controlled_evidence(results)
+    evidence.figure("beyond the layout (margin rule)", beyond_nulls_figure, deciding, thresholds,
+                    {"layout": "held-out accuracy"})  # fmt: skip
+    judge(CLAIM.id, "controlled", **deciding)
+
+
+def _controlled_figure(results: list[dict], sets: list[str]):
+    """The decoder's accuracy, the agreement within families and the family-selective units,
+    each unit set against the nulls."""
     labels = {f"network {s}" if s in sets else s: s for s in [*sets, *NULL_SOURCES]}
     figure, (ax_decoder, ax_agreement, ax_units) = new_figure(3)
     sources_across_seeds(
@@ -163,15 +182,7 @@ def test_controlled_across_seeds(evidence, judge, read_seeds, thresholds):
         {name: [r[f"{name}_family_median_eta2"] for r in results] for name in UNIT_SOURCES},
         "median eta² of a unit by family (share of variance)",
     )
-    evidence.figure("decoder, agreement and family-selective units against nulls", figure)
-    evidence.figure("agreement within families", _agreement_figure(results, sets))
-    evidence.figure("the seed's families against their layout-matched stand-ins",
-                    _layout_figure(results))  # fmt: skip
-    deciding = controlled_evidence(results)
-    evidence.figure("beyond the layout (margin rule)",
-                    beyond_nulls_figure(deciding, thresholds,
-                                        {"layout": "held-out accuracy"}))  # fmt: skip
-    judge(CLAIM.id, "controlled", **deciding)
+    return figure
 
 
 def _layout_name(tokens) -> str:
@@ -267,9 +278,7 @@ def test_attention_patterns(evidence, model_source, preset, seeds):
     patterns_only = lambda name: name.endswith("hook_pattern")  # noqa: E731
     _, cache = model.run_with_cache(model_source.tokens(tokens), names_filter=patterns_only)
     patterns = [cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(model.cfg.n_layers)]
-    figure = draw_attention_patterns(patterns, list(SEED_STRUCTURED), tokens)
-    figure.suptitle(f"Attention patterns of the structured inputs: {preset}, seed {seeds[0]}")
-    evidence.figure("attention patterns", figure)
+    evidence.figure("attention patterns", _attention_figure, patterns, tokens, preset, seeds[0])
     entropies = [scipy.stats.entropy(pattern, axis=-1) for pattern in patterns]  # [in, H, q]
     causal = model.cfg.causal
     length = SEED_SEQ_LEN
@@ -286,3 +295,10 @@ def test_attention_patterns(evidence, model_source, preset, seeds):
         if causal:
             above_diagonal = np.triu(np.ones((SEED_SEQ_LEN, SEED_SEQ_LEN), dtype=bool), k=1)
             assert np.all(pattern[..., above_diagonal] == 0.0)
+
+
+def _attention_figure(patterns: list, tokens, preset: str, seed: int):
+    """The attention patterns of the seed's structured inputs, a panel per layer and head."""
+    figure = draw_attention_patterns(patterns, list(SEED_STRUCTURED), tokens)
+    figure.suptitle(f"Attention patterns of the structured inputs: {preset}, seed {seed}")
+    return figure

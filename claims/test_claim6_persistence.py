@@ -111,10 +111,9 @@ def test_seed_protocol_across_seeds(
     evidence, judge, read_seeds, memo, model_source, seeds, thresholds
 ):
     results = read_seeds()
-    evidence.figure(
-        "selective neurons by the notebook's rule", seed_style_figure(results, seeds, thresholds)
-    )
-    evidence.figure("training", training_figure(results, seeds, thresholds))
+    evidence.figure("selective neurons by the notebook's rule", seed_style_figure, results, seeds,
+                    thresholds)  # fmt: skip
+    evidence.figure("training", training_figure, results, seeds, thresholds)
     judge(
         CLAIM.id, "seed-protocol", CLAIM.readings["seed-protocol"].seeds_hold(results, thresholds)
     )
@@ -126,12 +125,12 @@ def test_controlled_across_seeds(
     evidence, judge, read_seeds, memo, model_source, seeds, thresholds
 ):
     results = read_seeds()
-    evidence.figure(f"eta² at init and trained (seed {seeds[0]})", eta2_scatter(results[0]))
-    evidence.figure("persistence against random matching", persistence_figure(results, seeds))
+    evidence.figure(f"eta² at init and trained (seed {seeds[0]})", eta2_scatter, results[0])
+    evidence.figure("persistence against random matching", persistence_figure, results, seeds)
     deciding = controlled_evidence(results)
     units = {name: f"{name.split('_')[1]} eta², Spearman r" for name in CLAIM.beyond}
-    evidence.figure("beyond shuffled neurons (margin rule)",
-                    beyond_nulls_figure(deciding, thresholds, units))  # fmt: skip
+    evidence.figure("beyond shuffled neurons (margin rule)", beyond_nulls_figure, deciding,
+                    thresholds, units)  # fmt: skip
     evidence.record(**{
         f"{factor}_overlap_phi_median": median_defined([r[f"{factor}_overlap_phi"]
                                                         for r in results])

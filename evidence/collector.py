@@ -18,7 +18,7 @@ import platform
 import shutil
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -29,6 +29,7 @@ from tabulate import tabulate
 
 from mechclaims.evidence.compare import change_counts, compare_results
 from mechclaims.evidence.descriptions import DESCRIPTIONS_KEY
+from mechclaims.evidence.figure_cache import COUNTS_KEY, figure_cache
 from mechclaims.evidence.matrix import decisions_of, summary_sentences
 from mechclaims.evidence.outcomes import combined_outcome, phase_message, phase_outcome
 from mechclaims.evidence.recorder import FIGURES_DIR
@@ -48,6 +49,7 @@ class ReportCollector:
         self.phases: dict[str, list[tuple[str | None, str]]] = defaultdict(list)
         self.durations: dict[str, float] = defaultdict(float)
         self.workers: set[str] = set()
+        self.worker_figures: Counter[str] = Counter()  # figures reused and drawn on xdist workers
         self.interruption: str | None = None
         self.started = time.time()
         self.results: dict[str, Any] | None = None
@@ -66,6 +68,10 @@ class ReportCollector:
         worker = getattr(report, "worker_id", None)  # set by pytest-xdist
         if worker is not None:
             self.workers.add(worker)
+
+    @pytest.hookimpl(optionalhook=True)  # pytest-xdist's
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        self.worker_figures.update(getattr(node, "workeroutput", {}).get(COUNTS_KEY, {}))
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         # Ctrl-C, and pytest's own stops: collection errors, xdist's -x, pytest.exit().
@@ -148,6 +154,7 @@ class ReportCollector:
             "python": platform.python_version(),
             "packages": _package_versions(),
             "workers": len(self.workers),
+            "figures": figure_cache(session.config).run_info(self.worker_figures),
             **merged(session.config.hook.pytest_evidence_run_info(config=session.config)),
             "test_durations_s": {
                 nodeid: round(self.durations[nodeid], 4) for nodeid in sorted(self.durations)

@@ -9,7 +9,7 @@ fixture (see `recorder` for the rules on names and values):
     def test_selectivity(evidence, preset, seed):
         evidence.record(statistic=s, threshold=0.5, null_value=s0, p_value=p, effect=s - s0)
         evidence.table("per neuron", dataframe)
-        evidence.figure("histogram", fig)
+        evidence.figure("histogram", histogram, values, threshold=0.5)  # or a Figure
         assert s > 0.5
 
 A test takes part in the report if it has the marker or uses the fixture; one that uses the
@@ -35,6 +35,10 @@ What the project says of its claims beyond their tests (order, titles, statement
 reading measures, thresholds and their reasons, the verdicts it expects) comes from the hook
 `pytest_evidence_claims(config)` (`hooks`); without it the report uses the claim ids.
 Every figure is titled with its claim, reading and parameters.
+
+Figures. A figure drawn by a function of plain data is kept in pytest's cache directory and
+reused while its title, data and drawing code are unchanged (`figure_cache`): a rerun of tests
+whose results did not change draws nothing.
 
 Transport. The fixture's content travels as plain JSON on an attribute of the test report,
 which pytest serializes with the report, so it crosses pytest-xdist like pytest-json-report's
@@ -65,6 +69,7 @@ from mechclaims.evidence.descriptions import (
     reading_name,
     split_claim_id,
 )
+from mechclaims.evidence.figure_cache import COUNTS_KEY, FIGURE_CACHE_KEY, figure_cache
 from mechclaims.evidence.matrix import group_text
 from mechclaims.evidence.recorder import Evidence
 from mechclaims.evidence.results import UNCLAIMED, function_of
@@ -111,6 +116,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config.stash[DESCRIPTIONS_KEY] = descriptions
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A pytest-xdist worker sends the controller its figures' counts (for run.json)."""
+    config = session.config
+    if hasattr(config, "workeroutput") and FIGURE_CACHE_KEY in config.stash:
+        config.workeroutput[COUNTS_KEY] = dict(config.stash[FIGURE_CACHE_KEY].counts)
+
+
 def pytest_itemcollected(item: pytest.Item) -> None:
     marker = item.get_closest_marker(CLAIM_MARKER)
     if marker is None:
@@ -153,7 +165,8 @@ def evidence(request: pytest.FixtureRequest) -> Evidence:
     settings = request.config.stash[SETTINGS_KEY]
     params = params_of(request.node)
     heading = figure_heading(request.node, params, request.config.stash[DESCRIPTIONS_KEY])
-    recorder = Evidence(request.node.nodeid, params, settings.directory, heading)
+    recorder = Evidence(request.node.nodeid, params, settings.directory, heading,
+                        figure_cache(request.config))  # fmt: skip
     request.node.stash[RECORDER_KEY] = recorder
     return recorder
 

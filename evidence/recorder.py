@@ -3,19 +3,25 @@
     evidence.record(statistic=0.81, threshold=0.5, p_value=0.002, layer=1)
     evidence.table("selectivity by token", dataframe_or_list_of_dict_rows)
     evidence.figure("attention pattern", fig)
+    evidence.figure("effect by seed", effect_figure, results, thresholds)
 
 Values become plain JSON (see `values`). A name is recorded once per test; the
 parametrization's names (`preset`, `seed`, ...) and the report's own columns cannot be used.
 `verdict`, if recorded, must be one of `VERDICTS` and overrides the verdict of the outcome.
-A figure is titled with the test's claim, reading and parameters and its own name (above any
-title it has), so that it says what it shows wherever it goes; then it is saved at once as a
-PNG (fixed dpi, no software stamp: the bytes depend only on the drawing) under `figures/` of
-the evidence directory, and closed if pyplot manages it. A figure that cannot be saved (a full
-disk) is recorded with its error instead of failing the test: the test's verdict still counts.
+A figure is a matplotlib Figure, or a function that draws one from plain data (its arguments,
+after the function), which is called only if the figure cache has no PNG of the same title,
+data and code (`figure_cache`): a rerun reuses the figures that did not change. A figure is
+titled with the test's claim, reading and parameters and its own name (above any title it has),
+so that it says what it shows wherever it goes; then it is saved at once as a PNG (fixed dpi, no
+software stamp: the bytes depend only on the drawing) under `figures/` of the evidence
+directory, and closed if pyplot manages it; a function's figure is drawn only to be saved. A
+figure that cannot be saved (a full disk) is recorded with its error instead of failing the
+test: the test's verdict still counts.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import re
@@ -24,6 +30,7 @@ from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
+from mechclaims.evidence.figure_cache import FigureCache
 from mechclaims.evidence.files import write_atomic
 from mechclaims.evidence.outcomes import check_verdict
 from mechclaims.evidence.values import to_jsonable
@@ -39,14 +46,21 @@ class Evidence:
     """Named values, tables and figures of one test."""
 
     def __init__(
-        self, nodeid: str, params: dict[str, Any], directory: Path | None, heading: str = ""
+        self,
+        nodeid: str,
+        params: dict[str, Any],
+        directory: Path | None,
+        heading: str = "",
+        figure_cache: FigureCache | None = None,
     ) -> None:
         """`directory` is the evidence directory figures are saved under (None saves nothing);
-        `heading` is the start of every figure's title (its claim, reading and parameters)."""
+        `heading` is the start of every figure's title (its claim, reading and parameters);
+        `figure_cache` keeps the figures functions draw (None: they are always drawn)."""
         self._nodeid = nodeid
         self._heading = heading
         self._reserved = (set(ROW_COLUMNS) - {"verdict"}) | set(params)
         self._directory = directory
+        self._figure_cache = figure_cache or FigureCache(None)
         self.values: dict[str, Any] = {}
         self.tables: list[dict[str, Any]] = []
         self.figures: list[dict[str, str]] = []
@@ -69,21 +83,31 @@ class Evidence:
         self._check_new_name(name, "table", {table["name"] for table in self.tables})
         self.tables.append({"name": name, **table_columns_and_rows(data, what=f"table {name!r}")})
 
-    def figure(self, name: str, fig: Any) -> None:
-        """Record a matplotlib Figure: titled, saved as figures/<test and name>.png, closed."""
+    def figure(self, name: str, fig: Any, *data: Any, **keywords: Any) -> None:
+        """Record a figure: a matplotlib Figure, or `fig(*data, **keywords)` (a function of plain
+        data that returns one, drawn unless the figure cache has it); titled, saved as
+        figures/<test and name>.png, closed."""
         self._check_new_name(name, "figure", {figure["name"] for figure in self.figures})
-        if not hasattr(fig, "savefig"):
-            raise TypeError(
-                f"figure {name!r} must be a matplotlib Figure, got {type(fig).__name__}"
-            )
-        title_figure(fig, ": ".join(part for part in (self._heading, name) if part))
+        title = ": ".join(part for part in (self._heading, name) if part)
+        if hasattr(fig, "savefig"):
+            if data or keywords:
+                raise TypeError(f"figure {name!r}: a Figure takes no data (give a function that "
+                                "draws it from the data)")  # fmt: skip
+            png = functools.partial(rendered_png, fig, title)
+        elif callable(fig):
+            png = functools.partial(self._figure_cache.png, title, fig, data, keywords,
+                                    rendered_png)  # fmt: skip
+        else:
+            raise TypeError(f"figure {name!r} must be a matplotlib Figure or a function that "
+                            f"draws one, got {type(fig).__name__}")  # fmt: skip
         entry = {"name": name, "path": f"{FIGURES_DIR}/{figure_filename(self._nodeid, name)}"}
         if self._directory is not None:
             try:
-                write_atomic(self._directory / entry["path"], png_bytes(fig))
+                write_atomic(self._directory / entry["path"], png())
             except OSError as error:
                 entry["error"] = f"{type(error).__name__}: {error}"
-        close_figure(fig)
+        if hasattr(fig, "savefig"):
+            close_figure(fig)
         self.figures.append(entry)
 
     def payload(self) -> dict[str, Any]:
@@ -129,6 +153,15 @@ def title_figure(fig: Any, title: str) -> None:
     fig.suptitle("\n".join(part for part in (title, fig.get_suptitle()) if part), fontsize=10)
     if fig.get_layout_engine() is None:
         fig.set_layout_engine("constrained")
+
+
+def rendered_png(fig: Any, title: str) -> bytes:
+    """The figure titled `title` as PNG; closed."""
+    title_figure(fig, title)
+    try:
+        return png_bytes(fig)
+    finally:
+        close_figure(fig)
 
 
 def png_bytes(fig: Any) -> bytes:
