@@ -5,7 +5,8 @@ that computed it is unchanged. Two digests say what that code is:
 
     files_digest(packages)   every .py file of these packages (their directories, found by
                              importlib: wherever and however they are installed), each named by
-                             its package and path within it
+                             its module's name (the same digest for an editable install, a
+                             wheel's or a copy)
     module_digest(name)      the module's source, and that of every module it imports that no
                              installed distribution provides, transitively; the imports are read
                              from the source (ast: every import statement, also those inside
@@ -51,14 +52,15 @@ def files_digest(packages: tuple[str, ...]) -> str:
 
 
 def package_files(packages: tuple[str, ...]) -> dict[str, Path]:
-    """{package/path within it: the file} of every .py file under the directories of
-    `packages`; a file under two of them is named by the first."""
-    named: dict[Path, str] = {}
+    """{module name: its file} of every .py file under the directories of `packages`: named
+    alike however the packages are laid out (a package's __init__.py as `package.__init__`)."""
+    named: dict[str, Path] = {}
     for package in packages:
         for directory in importlib.util.find_spec(package).submodule_search_locations:
             for path in Path(directory).rglob("*.py"):
-                named.setdefault(path.resolve(), f"{package}/{path.relative_to(directory)}")
-    return {name: path for path, name in named.items()}
+                module = ".".join((package, *path.relative_to(directory).with_suffix("").parts))
+                named[module] = path.resolve()
+    return named
 
 
 @functools.cache

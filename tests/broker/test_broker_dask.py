@@ -13,6 +13,7 @@ import select
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,8 @@ from toy_claim_project import (
     results,
     run_pytest,
     start,
+    stopped_half_way,
+    stored,
     toy_env,
     wait_until,
     write_toy_project,
@@ -82,6 +85,22 @@ def test_a_worker_killed_in_a_measurement_has_it_rerun_and_the_report_is_unchang
     assert (toy_project / "calls" / "killed").exists()  # a worker died measuring seed 2
     assert len(calls(toy_project)) > N_MEASUREMENTS  # and what it held was measured again
     assert sorted(set(measured(toy_project))) == EACH_ONCE
+    assert run.report() == serial_report
+
+
+def test_a_run_on_a_cluster_killed_half_way_resumes_where_it_stopped(serial_report, toy_project):
+    """Each result is stored by the pytest process as soon as it is done, asked for or not:
+    after a SIGKILL, the next run measures what was not stored, each once, and nothing else."""
+    cache = toy_project / "cache"
+    stopped_half_way(toy_project, cache, signal.SIGKILL, 2, "--dask-workers", "2")
+    killed = stored(cache)
+    assert 2 <= len(killed) < N_MEASUREMENTS
+    before = Counter(measured(toy_project))
+    run = run_pytest(toy_project, f"--measure-cache={cache}", "--dask-workers", "2")
+    assert run.returncode == 0, run.output
+    assert sorted((Counter(measured(toy_project)) - before).elements()) == sorted(
+        set(EACH_ONCE) - killed
+    )
     assert run.report() == serial_report
 
 

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from toy_claim_project import N_MEASUREMENTS, calls, write_toy_project
+from toy_claim_project import N_MEASUREMENTS, ROOT, calls, package_dirs, write_toy_project
 
 from mechclaims import Transformer, TransformerConfig
 from mechclaims.evidence import code
@@ -30,7 +30,6 @@ from mechclaims.fixtures.measure_cache import (
 from mechclaims.interp.claims import feature_detectors, selectivity
 from mechclaims.interp.sources import checkpoint_source, source_for
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY = TransformerConfig.preset("tiny-mha")
 THRESHOLDS = {"n_sequences": 50, "fdr": 0.05}
 
@@ -127,11 +126,9 @@ def test_an_entry_is_another_when_code_or_software_changes(change, monkeypatch, 
 
 
 def test_the_harness_is_every_python_file_of_the_packages_pyproject_installs():
-    tomllib = pytest.importorskip("tomllib")
-    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert all(package.startswith(HARNESS) for package in setuptools["packages"])
-    expected = {path.resolve() for directory in setuptools["package-dir"].values()
-                for path in (ROOT / directory).rglob("*.py")}  # fmt: skip
+    folders = package_dirs()
+    assert all(package.startswith(HARNESS) for package in folders)
+    expected = {path.resolve() for folder in folders.values() for path in folder.rglob("*.py")}
     assert set(code.package_files(HARNESS).values()) == expected
     assert ROOT / "model" / "layers.py" in expected
 

@@ -6,13 +6,17 @@ cross-seed test on two presets and four seeds: eight measurements. Environment v
 it slow (TOY_SLEEP_S), raise on a seed (TOY_FAIL_SEED) or kill its Dask worker the first time
 it measures a seed (TOY_KILL_SEED); every call leaves a file in TOY_CALLS named
 `<seed>-<d_model>-<pid>-<unique>`. Every process a test starts runs in a session of its own,
-killed as a whole when the test is done.
+killed as a whole when the test is done. A run can be stopped half-way (`stopped_half_way`), and
+what the measurement cache holds read back (`stored`); `scratch_package` copies mechclaims's
+source into a package of its own, to be imported instead of the installed one (PYTHONPATH).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +26,14 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 240
 CLUSTER_TIMEOUT_S = 60
 N_MEASUREMENTS = 8  # 2 presets x 4 seeds
@@ -181,6 +193,46 @@ def run_pytest(project: Path, *args: str, **switches: str) -> Run:
     finally:
         kill_session(process)
     return Run(process.returncode, output, project, process.pid)
+
+
+def stopped_half_way(project: Path, cache: Path, signal_number: int, at: int, *args: str) -> None:
+    """A run of the toy project with the measurement cache `cache`, each measurement taking
+    0.5 s, sent `signal_number` (its whole session, as a terminal's Ctrl-C reaches every
+    process) once the cache holds `at` entries."""
+    command = pytest_command(f"--measure-cache={cache}", *args)
+    process = start(command, project, toy_env(project, TOY_SLEEP_S="0.5"),
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_until(lambda: len(stored(cache)) >= at)
+        os.killpg(process.pid, signal_number)
+        process.wait(timeout=RUN_TIMEOUT_S)
+    finally:
+        kill_session(process)
+
+
+def stored(cache: Path) -> set[tuple[int, int]]:
+    """(seed, d_model) of every measurement the cache holds, from its entries' identities."""
+    found = set()
+    for path in cache.glob("*.npz"):
+        with np.load(path) as entry:
+            identity = json.loads(entry["identity"].tobytes())
+        found.add((identity["seed"], int(re.search(r"d_model=(\d+)", identity["source"])[1])))
+    return found
+
+
+def package_dirs() -> dict[str, Path]:
+    """The folders pyproject.toml installs as mechclaims's packages, by package."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    return {package: ROOT / folder for package, folder in setuptools["package-dir"].items()}
+
+
+def scratch_package(root: Path) -> Path:
+    """A copy of mechclaims's source laid out as the one package `root`/mechclaims, nothing
+    installed: on PYTHONPATH it is imported instead of the installed one."""
+    for package, folder in package_dirs().items():
+        target = root.joinpath(*package.split("."))
+        shutil.copytree(folder, target, ignore=shutil.ignore_patterns("__pycache__", "golden"))
+    return root / "mechclaims"
 
 
 @contextmanager
