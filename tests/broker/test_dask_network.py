@@ -1,18 +1,37 @@
-"""The LocalCluster of --dask-workers keeps to this machine: every socket it listens on, its
+"""What the Dask clusters listen on, and how a guarded one is reached.
+
+The LocalCluster of --dask-workers keeps to this machine: every socket it listens on, its
 dashboard's too (Dask's default listens on every interface), is bound to 127.0.0.1, as the
 sockets of this process and its children show (psutil, which Dask installs); --dask-dashboard
-moves the dashboard or turns it off (`none`), and a malformed choice is a usage error."""
+moves the dashboard or turns it off (`none`), and a malformed choice is a usage error. A
+scheduler that requires TLS (`dask scheduler --tls-ca-file ...`, as the README shows for a
+shared cluster) is reached by --dask-scheduler tls://... with the TLS files of Dask's config
+(here its environment variables), and refused without them."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import shutil
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 
 import pytest
-from toy_claim_project import run_pytest, write_toy_project
+from toy_claim_project import (
+    BLAS_THREADS,
+    N_MEASUREMENTS,
+    Cluster,
+    calls,
+    kill_session,
+    run_pytest,
+    toy_env,
+    wait_until,
+    write_toy_project,
+)
 
 from mechclaims.fixtures.dask_dashboard import CONFIG_KEY, parse_dashboard
 
@@ -52,7 +71,7 @@ def test_a_dashboard_address_is_on_127_0_0_1_unless_a_host_is_named(text, addres
          "ERROR: ini option dask_dashboard: expected HOST:PORT, :PORT or none, got 'localhost:'"),
         (["--dask-dashboard", "none", "--dask-scheduler", "tcp://127.0.0.1:8786"], "",
          "ERROR: --dask-dashboard and --dask-scheduler: a running scheduler's dashboard is set "
-         "where it starts (dask scheduler --dashboard-address ADDRESS, or --no-dashboard)"),
+         "where it starts (dask scheduler --dashboard-address HOST:PORT)"),
     ],
 )  # fmt: skip
 def test_a_dashboard_choice_that_cannot_be_honoured_is_a_usage_error(pytester, args, ini, message):
@@ -144,3 +163,60 @@ def test_dask_dashboard_none_measures_on_a_local_cluster_without_a_dashboard(toy
     run = run_pytest(toy_project, "--dask-workers", "1", "--dask-dashboard", "none")
     assert run.returncode == 0, run.output
     assert "dask: measuring on a LocalCluster of 1 worker processes\n" in run.output
+
+
+def certificates(directory: Path) -> dict[str, str]:
+    """A certificate authority and one certificate it signed (for the scheduler, the worker and
+    the client alike), made with openssl: Dask's --tls-* options by name."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test CA",
+            "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=node", "-keyout", "node.key",
+            "-out", "node.csr")  # fmt: skip
+    openssl("x509", "-req", "-days", "1", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "node.pem")  # fmt: skip
+    files = {"ca-file": "ca.pem", "cert": "node.pem", "key": "node.key"}
+    return {name: str(directory / file) for name, file in files.items()}
+
+
+@needs_dask
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="makes its certificates with openssl")
+def test_a_scheduler_that_requires_tls_is_reached_with_the_tls_files_of_dasks_config(
+    toy_project, tmp_path
+):
+    files = certificates(tmp_path)
+    tls = [option for name, path in files.items() for option in (f"--tls-{name}", path)]
+    client_tls = {
+        "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": files["ca-file"],
+        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": files["cert"],
+        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": files["key"],
+    }
+    env = {name: value for name, value in toy_env(toy_project).items()
+           if name not in BLAS_THREADS}  # fmt: skip
+    cluster = Cluster(toy_project, env)
+    scheduler_file = tmp_path / "scheduler.json"
+    try:
+        cluster.start(["scheduler", "--protocol", "tls", "--port", "0",
+                       "--no-dashboard", "--dashboard-address", f"{LOCAL}:0", "--scheduler-file",
+                       str(scheduler_file), *tls])  # fmt: skip
+        wait_until(
+            lambda: scheduler_file.exists() and scheduler_file.read_text().rstrip().endswith("}")
+        )
+        address = json.loads(scheduler_file.read_text())["address"]
+        cluster.start(["worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                       "--dashboard-address", f"{LOCAL}:0", *tls])  # fmt: skip
+        refused = run_pytest(toy_project, "--dask-scheduler", address)
+        run = run_pytest(toy_project, "--dask-scheduler", address, **client_tls)
+    finally:
+        for process in cluster.processes:
+            kill_session(process)
+    assert address.startswith(f"tls://{LOCAL}:")
+    assert refused.returncode == pytest.ExitCode.USAGE_ERROR, refused.output
+    assert f"ERROR: --dask-scheduler {address}: TLS expects a `ssl_context`" in refused.output
+    assert run.returncode == 0, run.output
+    assert f"dask: measuring on the cluster at {address}" in run.output
+    assert len(calls(toy_project)) == N_MEASUREMENTS
+    assert run.pid not in {pid for *_, pid in calls(toy_project)}  # measured on the worker
