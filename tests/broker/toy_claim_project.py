@@ -238,15 +238,17 @@ def scratch_package(root: Path) -> Path:
 @contextmanager
 def dask_cluster(project: Path, n_workers: int = 2, **switches: str) -> Iterator[Cluster]:
     """A scheduler on 127.0.0.1 (without a dashboard) and `n_workers` single-threaded workers,
-    run in the project, which is on their PYTHONPATH: as on the machines of a cluster. The
-    workers run without a nanny, which would limit their BLAS threads (as mechclaims must)."""
+    all listening on 127.0.0.1 only, run in the project, which is on their PYTHONPATH: as on
+    the machines of a cluster. The workers run without a nanny, which would limit their BLAS
+    threads (as mechclaims must)."""
     env = {name: value for name, value in toy_env(project, **switches).items()
            if name not in BLAS_THREADS}  # fmt: skip
     cluster = Cluster(project, env)
     scheduler_file = project / "scheduler.json"
     try:
-        cluster.start(["scheduler", "--port", "0", "--no-dashboard",
-                       "--scheduler-file", str(scheduler_file)])  # fmt: skip
+        # --no-dashboard alone would leave the scheduler's other HTTP pages on 0.0.0.0:8787.
+        cluster.start(["scheduler", "--port", "0", "--no-dashboard", "--dashboard-address",
+                       "127.0.0.1:0", "--scheduler-file", str(scheduler_file)])  # fmt: skip
         wait_until(
             lambda: scheduler_file.exists() and scheduler_file.read_text().rstrip().endswith("}")
         )
@@ -279,7 +281,8 @@ class Cluster:
         expected = self.n_workers() + n_workers
         for _ in range(n_workers):
             self.start(["worker", self.address, "--nthreads", "1", "--no-nanny",
-                        "--no-dashboard"], pythonpath)  # fmt: skip
+                        "--no-dashboard", "--dashboard-address", "127.0.0.1:0"],
+                       pythonpath)  # fmt: skip
         wait_until(lambda: self.n_workers() >= expected)
 
     def n_workers(self) -> int:
