@@ -80,14 +80,15 @@ def test_an_entry_is_named_by_everything_its_result_depends_on(tmp_path):
 
 
 def identity_after(change, monkeypatch, tmp_path) -> bool:
-    """Whether the entry of one measurement is another after `change(monkeypatch)`."""
-    cache = MeasurementCache(tmp_path)
-    before = entry_of(cache, selectivity.controlled, source_for(TINY), 3, THRESHOLDS)
+    """Whether the entry of one measurement is another in a run after `change(monkeypatch)`."""
+    before = entry_of(MeasurementCache(tmp_path), selectivity.controlled, source_for(TINY), 3,
+                      THRESHOLDS)  # fmt: skip
     change(monkeypatch)
     for cached in (code.files_digest, code.module_digest, code.module_facts, software_versions):
         cached.cache_clear()
     try:
-        return entry_of(cache, selectivity.controlled, source_for(TINY), 3, THRESHOLDS) != before
+        after = MeasurementCache(tmp_path)
+        return entry_of(after, selectivity.controlled, source_for(TINY), 3, THRESHOLDS) != before
     finally:
         monkeypatch.undo()
         for cached in (code.files_digest, code.module_digest, code.module_facts, software_versions):
@@ -141,7 +142,8 @@ def test_a_checkpoint_s_entry_changes_with_its_bytes(tmp_path):
     assert entry_of(cache, selectivity.controlled, source, 3, THRESHOLDS) == before
     time.sleep(0.01)  # another modification time, as a rewrite at once may not give one
     Transformer(TINY, seed=2).save(path)
-    assert entry_of(cache, selectivity.controlled, source, 3, THRESHOLDS) != before
+    after = MeasurementCache(tmp_path / "cache")  # the next run
+    assert entry_of(after, selectivity.controlled, source, 3, THRESHOLDS) != before
 
 
 # ------------------------------------------------------------ through the broker
