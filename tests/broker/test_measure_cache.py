@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from toy_claim_project import N_MEASUREMENTS, ROOT, calls, package_dirs, write_toy_project
+from toy_claim_project import N_MEASUREMENTS, calls, package_dirs, write_toy_project
 
 from mechclaims import Transformer, TransformerConfig
 from mechclaims.evidence import code
@@ -127,11 +127,17 @@ def test_an_entry_is_another_when_code_or_software_changes(change, monkeypatch, 
 
 
 def test_the_harness_is_every_python_file_of_the_packages_pyproject_installs():
+    """Named by module and read byte for byte alike, installed editable or into site-packages."""
     folders = package_dirs()
     assert all(package.startswith(HARNESS) for package in folders)
-    expected = {path.resolve() for folder in folders.values() for path in folder.rglob("*.py")}
-    assert set(code.package_files(HARNESS).values()) == expected
-    assert ROOT / "model" / "layers.py" in expected
+    expected = {
+        ".".join((package, *path.relative_to(folder).with_suffix("").parts)): path.read_bytes()
+        for package, folder in folders.items()
+        for path in folder.rglob("*.py")
+    }
+    found = {module: path.read_bytes() for module, path in code.package_files(HARNESS).items()}
+    assert found == expected
+    assert "mechclaims.model.layers" in found
 
 
 def test_a_checkpoint_s_entry_changes_with_its_bytes(tmp_path):
