@@ -13,14 +13,15 @@ all pairs beyond +0.8 and -0.8), which does not decide.
 Controlled: correlations on distinct inputs, tested with their number n (t-test p-values,
 Benjamini-Hochberg across all pairs), at position 0 (n = 10, the seed's setting) and at the last
 position (1000 distinct sequences), for residual dims and MLP neurons after every block. Every
-source rests on its own distinct rows: the network's 1000, the embedding alone's 10 at the last
-position (it sees the last token alone: tested with n = 10, not as if it had 1000 rows). The
-strong-pair rate of the network is held against the embedding alone, a random rotation of each
-unit set and i.i.d. Gaussian features with the network's n: it must exceed each by more than the
-registry's margin across seeds (the margin rule). Opposing pairs chosen on a discovery half of
-the inputs are tested on the other half: do they split the inputs (exactly one active) beyond
-what a bivariate Gaussian with the same r gives, and near perfectly (the Wilson rule across
-seeds)? Planted circuits reach "supported" through this code, the rotated basis does not
+source rests on its own distinct rows: the network's 1000 (10 for block 0's MLP neurons when
+attention and MLP run in parallel: they read the last token alone), the embedding alone's 10 at
+the last position (it sees the last token alone: tested with n = 10, not as if it had 1000
+rows). The strong-pair rate of the network is held against the embedding alone, a random
+rotation of each unit set and i.i.d. Gaussian features with the network's n: it must exceed each
+by more than the registry's margin across seeds (the margin rule). Opposing pairs chosen on a
+discovery half of the inputs are tested on the other half: do they split the inputs (exactly one
+active) beyond what a bivariate Gaussian with the same r gives, and near perfectly (the Wilson
+rule across seeds)? Planted circuits reach "supported" through this code, the rotated basis does not
 (tests/controls).
 """
 
@@ -70,14 +71,17 @@ def test_seed_protocol(read_seed, thresholds):
 
 
 @pytest.mark.claim(f"{CLAIM.id}/controlled", statement=CLAIM.statement)
-def test_controlled(read_seed, thresholds):
+def test_controlled(read_seed, thresholds, model_config):
     result = read_seed()
     rates = [value for key, value in result.items() if key.endswith("_rate")]
     assert all(0.0 <= rate <= 1.0 for rate in rates)
     for source in SOURCES:  # each source's distinct rows: position 0 sees x_0 alone
         assert result[f"pos0_{source}_n"] == PANEL_SIZE
+    # n is a source's fewest distinct rows over its unit sets: in parallel blocks block 0's MLP
+    # reads the block's input, which at the last position is a function of x_3 alone
+    last_n = PANEL_SIZE if model_config.parallel_attn_mlp else thresholds["n_sequences"]
     for source in ("network", "rotated", "gaussian"):
-        assert result[f"pos3_{source}_n"] == thresholds["n_sequences"]
+        assert result[f"pos3_{source}_n"] == last_n
     assert result["pos3_embedding_n"] == PANEL_SIZE  # the embedding sees x_3 alone
 
 
