@@ -7,7 +7,9 @@ tests only; the studies hold each claim against its own margin of its studied nu
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,11 @@ from mechclaims.fixtures.judge import judge_finding, registry_check
 from mechclaims.fixtures.registry import RegistryError, describe_claims, load_registry
 from mechclaims.interp.claims import evolution, sweep
 from mechclaims.interp.claims.measured import studied_margin, studied_null
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 PLUGIN = ("-p", "mechclaims.fixtures.plugin")
 CLAIMS = Path(__file__).resolve().parents[2] / "claims"
@@ -247,3 +254,23 @@ def test_an_architecture_whose_measurement_fails_fails_its_own_tests_only(pytest
     assert {tuple(values["failed_architectures"]) for values in decided} == {
         ("n_heads=4,d_model=18",)}  # fmt: skip
     assert {values["registry_check"] for values in decided} == {"consistent"}
+
+
+INTERNAL_REFERENCE = re.compile(r"\b(issue|PR|pull request)s? #?\d+", re.IGNORECASE)
+
+
+def strings_of(node) -> list[str]:
+    """Every string value of a parsed TOML document (comments are not values)."""
+    if isinstance(node, str):
+        return [node]
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    return [text for child in children for text in strings_of(child)]
+
+
+def test_nothing_a_reader_sees_of_the_registry_cites_the_project_s_tracker():
+    """Every value of the registry may reach the report (sentences, readings, thresholds' and
+    verdicts' whys): none names an issue a reader cannot look up; comments may."""
+    values = strings_of(tomllib.loads((CLAIMS / "registry.toml").read_text()))
+    assert len(values) > 100
+    assert [text for text in values if INTERNAL_REFERENCE.search(text)] == []
+    assert INTERNAL_REFERENCE.search("was refuted (issue 20)")
