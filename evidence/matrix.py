@@ -174,11 +174,23 @@ def where_supported(cells: list[Decision], some: int, every: int) -> str:
     return f" on at least one of the {groups} {noun}s ({every} on all {groups})"
 
 
+def finding(entry: dict[str, Any]) -> str:
+    """The verdict in its reading's own words (emerges, fades, ...), else the verdict."""
+    return entry.get("finding", entry["verdict"])
+
+
 def tally(cells: list[Decision]) -> str:
-    """`9 supported, 2 inconclusive, 7 refuted`: how many cells have each verdict."""
-    counts = Counter(cell.entry["verdict"] for cell in cells)
-    order = (*VERDICT_ORDER, *sorted(set(counts) - set(VERDICT_ORDER)))
-    return ", ".join(f"{counts[verdict]} {verdict}" for verdict in order if counts[verdict])
+    """`9 supported, 2 inconclusive, 7 refuted` (`2 emerges, 1 fades` in a reading's own words):
+    how many cells have each, in the order of their verdicts."""
+    counts = Counter(finding(cell.entry) for cell in cells)
+    rank = {finding(cell.entry): verdict_rank(cell.entry["verdict"]) for cell in cells}
+    ordered = sorted(counts, key=lambda word: (rank[word], word))
+    return ", ".join(f"{counts[word]} {word}" for word in ordered)
+
+
+def verdict_rank(verdict: str) -> int:
+    """Where a verdict comes in VERDICT_ORDER; others (e.g. a checkpoint's) after, by name."""
+    return VERDICT_ORDER.index(verdict) if verdict in VERDICT_ORDER else len(VERDICT_ORDER)
 
 
 def group_noun(groups: Iterable[dict[str, Any]]) -> str:

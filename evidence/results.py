@@ -18,6 +18,8 @@ the same parameters (e.g. the per-seed tests beside a cross-seed verdict), and t
 DECISION_VALUES the deciding test recorded:
 
     why                       the verdict's one-line reason (e.g. a registry's)
+    finding                   the reading's own word for the verdict, where it has words of
+                              its own (e.g. emerges, persists, fades for supported, refuted)
     summary                   a one-line account of the decision
     holds_on, seeds_tested    on how many of how many seeds the claim held
     rate_low, rate_high       the 95% interval of that rate; required_rate: the rate it needs
@@ -45,8 +47,8 @@ POOLED_PARAM = "seed"
 # Values that claims commonly record come first in tables; any others follow by name.
 COMMON_VALUES = ("statistic", "threshold", "null_value", "p_value", "effect")
 DECISION_VALUES = (
-    "why", "summary", "holds_on", "seeds_tested", "rate_low", "rate_high", "required_rate",
-    "registry_verdict", "registry_check",
+    "why", "finding", "summary", "holds_on", "seeds_tested", "rate_low", "rate_high",
+    "required_rate", "registry_verdict", "registry_check",
 )  # fmt: skip
 
 

@@ -218,6 +218,24 @@ def test_summary_sentences_count_claims_per_reading_and_name_none():
     ]
 
 
+def test_a_reading_with_words_of_its_own_is_counted_in_them_in_its_verdicts_order():
+    """A study's cells say emerges, persists, fades (supported, refuted, refuted) in its own
+    words, counted in the order of the verdicts they stand for."""
+    described = checked_descriptions(
+        {"readings": [{"id": "e", "name": "evolution", "supported": "emerge through training"}]}
+    )
+    cells = [("persists", "refuted"), ("emerges", "supported"), ("fades", "refuted"),
+             ("inconclusive", "inconclusive"), ("fades", "refuted")]  # fmt: skip
+    decisions = [
+        Decision("a", "e", {"preset": "p", "statistic": f"s{i}"}, {"verdict": v, "finding": w})
+        for i, (w, v) in enumerate(cells)
+    ]
+    assert summary_sentences(decisions, described) == [
+        "1 of the 5 statistics emerge through training: "
+        "1 emerges, 1 inconclusive, 2 fades, 1 persists of 5 evolution verdicts."
+    ]
+
+
 @pytest.mark.parametrize(
     ("recorded", "note"),
     [
