@@ -14,23 +14,15 @@ cannot silently not run there.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 from mechclaims.model.transformer import Transformer
+from tests.model.hf_required import torch_and_transformers
 from tests.model.reference import assert_close
 
-if os.environ.get("MECHCLAIMS_REQUIRE_TRANSFORMERS") == "1":
-    import torch
-    import transformers
-else:
-    torch = pytest.importorskip("torch", reason="compares with HF transformers (extra `bench`)")
-    transformers = pytest.importorskip(
-        "transformers", reason="compares with HF transformers (extra `bench`)"
-    )
-from tests.model import hf_gpt2  # after the skip: it imports torch and transformers
+torch, transformers = torch_and_transformers()
+from tests.model import hf_gpt2  # noqa: E402 (after the skip: it imports torch)
 
 # Each case: GPT2Config options, named by what they exercise.
 CASES = {

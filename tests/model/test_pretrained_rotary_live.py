@@ -17,7 +17,6 @@ cannot silently not run there.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import numpy as np
@@ -25,18 +24,12 @@ import pytest
 
 from mechclaims.model import pretrained
 from mechclaims.model.transformer import Transformer
+from tests.model.hf_required import torch_and_transformers
 from tests.model.reference import assert_close
 
-if os.environ.get("MECHCLAIMS_REQUIRE_TRANSFORMERS") == "1":
-    import torch
-    import transformers
-else:
-    torch = pytest.importorskip("torch", reason="compares with HF transformers (extra `bench`)")
-    transformers = pytest.importorskip(
-        "transformers", reason="compares with HF transformers (extra `bench`)"
-    )
-from tests.model import hf_rotary  # after the skip: it imports torch and transformers
-from tests.model.test_save_pretrained import CONFIGS
+torch, transformers = torch_and_transformers()
+from tests.model import hf_rotary  # noqa: E402 (after the skip: it imports torch)
+from tests.model.test_save_pretrained import CONFIGS  # noqa: E402
 
 # Each case: the family and its HF config options, named by what they exercise.
 CASES = {
