@@ -317,7 +317,7 @@ def single_token_share(latents: np.ndarray, tokens: np.ndarray, top_n: int = 20)
     top = np.argpartition(flat, -top_n, axis=0)[-top_n:]  # [top_n,m]
     active = np.take_along_axis(flat, top, axis=0) > 0  # [top_n,m]
     top_tokens = flat_tokens[top]  # [top_n,m]
-    same = top_tokens[:, :, None] == top_tokens[:, None, :]  # [top_n,top_n,m]
+    same = top_tokens[:, None, :] == top_tokens[None, :, :]  # [top_n,top_n,m]
     counts = (same & active[:, None, :] & active[None, :, :]).sum(axis=1)  # [top_n,m]
     with np.errstate(invalid="ignore"):
         return counts.max(axis=0) / active.sum(axis=0)  # [m]
