@@ -25,11 +25,10 @@ torch.topk 22 ms (20 ms unsorted), some 0.7 s of the 1.1 s difference over 48 st
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
+from bench.timing import interleaved_medians
 from mechclaims.interp import sae
 from mechclaims.model.config import TransformerConfig
 from mechclaims.model.transformer import Transformer
@@ -79,17 +78,6 @@ def train_torch(data: np.ndarray) -> list[float]:
             W_dec /= W_dec.norm(dim=1, keepdim=True)
         losses.append(loss.item())
     return losses
-
-
-def interleaved_medians(ours, theirs, rounds: int) -> tuple[float, float]:
-    """Median seconds of two callables timed alternately."""
-    times = np.empty((rounds, 2))
-    for row in range(rounds):
-        for column, fn in enumerate((ours, theirs)):
-            start = time.perf_counter()
-            fn()
-            times[row, column] = time.perf_counter() - start
-    return tuple(np.median(times, axis=0))
 
 
 def test_topk_sae_training_speed(benchmark, activations):

@@ -27,8 +27,6 @@ own), and every softmax, SiLU and norm is several passes where PyTorch makes one
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -37,6 +35,7 @@ from mechclaims.model.transformer import Transformer
 
 torch = pytest.importorskip("torch", reason="the benchmarks compare with PyTorch (extra `bench`)")
 from bench import torch_twin  # noqa: E402  (imports torch)
+from bench.timing import interleaved_medians  # noqa: E402
 
 MID_SIZE = TransformerConfig.preset("gpt2-style").replace(
     vocab_size=512, d_model=256, n_heads=8, d_mlp=1024, n_layers=4, n_ctx=64, dtype="float32"
@@ -63,18 +62,6 @@ TARGETS = {
 }
 
 
-def _interleaved_medians(ours, theirs, rounds: int) -> tuple[float, float]:
-    """Median seconds of two callables timed alternately, after one warm-up call each."""
-    ours(), theirs()
-    times = np.empty((rounds, 2))
-    for row in range(rounds):
-        for column, fn in enumerate((ours, theirs)):
-            start = time.perf_counter()
-            fn()
-            times[row, column] = time.perf_counter() - start
-    return tuple(np.median(times, axis=0))
-
-
 def _setup(workload: str):
     cfg, batch, n_pos = WORKLOADS[workload]
     model = Transformer(cfg, seed=0)
@@ -84,7 +71,7 @@ def _setup(workload: str):
 
 def _check_target(benchmark, kind: str, workload: str, ours, theirs, rounds: int) -> None:
     benchmark.pedantic(ours, rounds=rounds, warmup_rounds=1)
-    ours_s, theirs_s = _interleaved_medians(ours, theirs, rounds)
+    ours_s, theirs_s = interleaved_medians(ours, theirs, rounds)
     ratio = ours_s / theirs_s
     target = TARGETS[(kind, workload)]
     benchmark.extra_info.update(numpy_median_s=ours_s, torch_median_s=theirs_s, ratio=ratio)
