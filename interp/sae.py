@@ -41,9 +41,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import log_softmax
 
 from mechclaims.interp.persistence import eta2_by_factor
+from mechclaims.model.layers import cross_entropy_forward
 from mechclaims.model.optim import AdamW
 from mechclaims.model.transformer import Transformer
 
@@ -281,9 +281,10 @@ def dense_fraction(latents: np.ndarray, threshold: float = 0.1) -> float:
 
 
 def next_token_loss(logits: np.ndarray, tokens: np.ndarray) -> float:
-    """Mean cross-entropy of predicting tokens[:, 1:] from logits[:, :-1]."""
-    log_probs = log_softmax(logits[:, :-1].astype(np.float64), axis=-1)  # [B,T-1,V]
-    return -float(np.take_along_axis(log_probs, tokens[:, 1:, None], axis=-1).mean())
+    """Mean cross-entropy of predicting tokens[:, 1:] from logits[:, :-1] (the model's own)."""
+    predicted = logits[:, :-1].astype(np.float64)  # [B,T-1,V]
+    weights = np.full(predicted.shape[:2], 1 / (predicted.size // predicted.shape[-1]))  # [B,T-1]
+    return cross_entropy_forward(predicted, tokens[:, 1:], weights)[0]
 
 
 def spliced_losses(
